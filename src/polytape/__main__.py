@@ -1,0 +1,3 @@
+from polytape.cli import main
+
+main()

@@ -1,0 +1,273 @@
+"""The ``polytape`` command line (architecture.md "CLI")."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from polytape.config import Settings, load_settings
+from polytape.errors import ConfigError, PolytapeError
+from polytape.logs import configure_logging
+
+app = typer.Typer(
+    help="Record Polymarket's public market data into your own database.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+backfill_app = typer.Typer(help="Offline, paced, resumable history loads.", no_args_is_help=True)
+track_app = typer.Typer(help="Manual overrides of the tracked universe.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+signals_app = typer.Typer(help="Read the signal engine's output.", no_args_is_help=True)
+app.add_typer(backfill_app, name="backfill")
+app.add_typer(track_app, name="track")
+app.add_typer(db_app, name="db")
+app.add_typer(signals_app, name="signals")
+
+out = Console()
+err = Console(stderr=True)
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class _State:
+    config_file: Path | None = None
+    overrides: dict[str, Any] = {}
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def settings() -> Settings:
+    """Load settings once per command; a bad one exits 2 with one line."""
+    try:
+        s = load_settings(_State.config_file, **_State.overrides)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    configure_logging(s.log_format, s.log_level)
+    return s
+
+
+def _delegate(module: str, func: str, issue: int) -> Callable[..., Any]:
+    """The implementation of a command, or a plain 'not yet' exit for later issues."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not module.startswith(exc.name):
+            raise
+        _fail(f"this command is not implemented yet (issue #{issue})", EXIT_FAIL)
+    fn: Callable[..., Any] = getattr(mod, func)
+    return fn
+
+
+def _run_code(result: Any) -> NoReturn:
+    raise typer.Exit(int(result or 0))
+
+
+@app.callback()
+def main_options(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML settings file (default ./polytape.toml).")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="Overrides POLYTAPE_DATABASE_URL.")
+    ] = None,
+) -> None:
+    """polytape: Polymarket market data, fresh and complete, in your own database."""
+    _State.config_file = config
+    _State.overrides = {"database_url": database_url}
+
+
+@app.command()
+def run(
+    simulated: Annotated[
+        bool, typer.Option("--simulated", help="Run against the built-in simulator (offline demo).")
+    ] = False,
+) -> None:
+    """Migrate, then run every job on its schedule plus the WebSocket feed until SIGINT/SIGTERM."""
+    s = settings()
+    fn = _delegate("polytape.runner", "run_forever", 7)
+    _run_code(fn(s, simulated=simulated))
+
+
+@app.command("job")
+def job(name: Annotated[str, typer.Argument(help="e.g. sync-gamma-events, sync-large-trades")]) -> None:
+    """Run one job once and exit (exit 1 if it ended in error)."""
+    from polytape.jobs.base import JOBS, JobNotAvailable, resolve_job
+
+    if name not in JOBS:
+        _fail(f"unknown job {name!r}; jobs: {', '.join(JOBS)}", EXIT_USAGE)
+    s = settings()
+    try:
+        fn = resolve_job(name)
+    except JobNotAvailable as exc:
+        _fail(str(exc), EXIT_FAIL)
+    from polytape.app import run_one_job
+
+    result = asyncio.run(run_one_job(s, name, fn))
+    colour = {"ok": "green", "partial": "yellow"}.get(result.status, "red")
+    out.print(
+        f"{name}: [{colour}]{result.status}[/], {result.rows_written} rows"
+        + (f", error: {result.error}" if result.error else ""),
+        highlight=False,
+    )
+    raise typer.Exit(EXIT_FAIL if result.status == "error" else EXIT_OK)
+
+
+@backfill_app.command("trades")
+def backfill_trades(
+    since: Annotated[str, typer.Option(help="How far back: 30d, 12h, or a date (2026-10-01).")],
+    until: Annotated[str | None, typer.Option(help="End of the window (default: now).")] = None,
+    min_usd: Annotated[float | None, typer.Option(help="Store only trades worth at least this.")] = None,
+    market: Annotated[list[str] | None, typer.Option(help="Condition id(s) to limit to.")] = None,
+) -> None:
+    """Page /trades over a window with pacing and a progress bar; resumable."""
+    s = settings()
+    fn = _delegate("polytape.backfill.trades", "backfill_trades", 5)
+    _run_code(fn(s, since=since, until=until, min_usd=min_usd, markets=market or []))
+
+
+@backfill_app.command("markets")
+def backfill_markets(
+    closed: Annotated[
+        bool, typer.Option("--closed/--open", help="Closed (historical) or open events.")
+    ] = True,
+    since: Annotated[str | None, typer.Option(help="Only events ending after this (30d or a date).")] = None,
+) -> None:
+    """Page Gamma events historically with pacing and a progress bar; resumable."""
+    s = settings()
+    fn = _delegate("polytape.backfill.markets", "backfill_markets", 4)
+    _run_code(fn(s, closed=closed, since=since))
+
+
+@track_app.command("add")
+def track_add(condition_ids: Annotated[list[str], typer.Argument(help="Condition ids (0x…).")]) -> None:
+    """Always track these markets (manual overrides survive universe refreshes)."""
+    from polytape.app import open_store
+    from polytape.store.universe import add_manual
+
+    store = open_store(settings())
+    n = add_manual(store, condition_ids)
+    out.print(f"tracking {n} market(s) manually")
+
+
+@track_app.command("remove")
+def track_remove(condition_ids: Annotated[list[str], typer.Argument(help="Condition ids (0x…).")]) -> None:
+    """Drop manual overrides (auto-selected markets come back on the next refresh if still liquid)."""
+    from polytape.app import open_store
+    from polytape.store.universe import remove_manual
+
+    store = open_store(settings())
+    n = remove_manual(store, condition_ids)
+    out.print(f"removed {n} manual override(s)")
+
+
+@track_app.command("list")
+def track_list() -> None:
+    """Show the tracked universe."""
+    from polytape.app import open_store
+    from polytape.store.universe import list_tracked
+
+    rows = list_tracked(open_store(settings()))
+    table = Table("rank", "condition_id", "source", "score", "question", "selected_at")
+    for r in rows:
+        table.add_row(
+            str(r["rank"] if r["rank"] is not None else "-"),
+            r["condition_id"],
+            r["source"],
+            f"{r['score']:.0f}" if r["score"] is not None else "-",
+            (r.get("question") or "")[:60],
+            r["selected_at"].strftime("%Y-%m-%d %H:%M"),
+        )
+    out.print(table)
+    out.print(f"{len(rows)} market(s) tracked")
+
+
+@app.command()
+def status() -> None:
+    """Jobs, their last runs and lag, and the WebSocket feed: exit 0 when healthy, 1 when not."""
+    s = settings()
+    fn = _delegate("polytape.status", "show_status", 7)
+    _run_code(fn(s, out))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply database migrations (polytape run does this too)."""
+    from polytape.app import open_store
+
+    store = open_store(settings(), migrate=True)
+    out.print(f"database at the newest schema ({store.dialect})")
+
+
+@signals_app.command("tail")
+def signals_tail(
+    signal_type: Annotated[list[str] | None, typer.Option("--type", help="Only these signal types.")] = None,
+    market: Annotated[list[str] | None, typer.Option(help="Only these condition ids.")] = None,
+) -> None:
+    """Follow new signals live, coloured by type."""
+    s = settings()
+    fn = _delegate("polytape.signals.cli", "tail", 8)
+    _run_code(fn(s, out, types=signal_type or [], markets=market or []))
+
+
+@signals_app.command("list")
+def signals_list(
+    since: Annotated[str, typer.Option(help="How far back: 1h, 7d, or a date.")] = "24h",
+    signal_type: Annotated[list[str] | None, typer.Option("--type", help="Only these signal types.")] = None,
+    market: Annotated[list[str] | None, typer.Option(help="Only these condition ids.")] = None,
+) -> None:
+    """List recorded signals."""
+    s = settings()
+    fn = _delegate("polytape.signals.cli", "list_signals", 8)
+    _run_code(fn(s, out, since=since, types=signal_type or [], markets=market or []))
+
+
+@app.command()
+def simulate(
+    seed: Annotated[int, typer.Option(help="World seed: the same seed gives the same world.")] = 1,
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    gamma_port: Annotated[int, typer.Option(help="0 picks a free port.")] = 0,
+    data_port: Annotated[int, typer.Option(help="0 picks a free port.")] = 0,
+    clob_port: Annotated[int, typer.Option(help="0 picks a free port.")] = 0,
+    ws_port: Annotated[int, typer.Option(help="0 picks a free port.")] = 0,
+    live: Annotated[bool, typer.Option("--live/--static", help="Keep trading and moving books.")] = True,
+    live_interval: Annotated[float, typer.Option(help="Seconds between world steps.")] = 0.5,
+    faults: Annotated[bool, typer.Option(help="Inject the default fault profile.")] = False,
+) -> None:
+    """Serve the built-in Polymarket simulator on loopback and print its base URLs."""
+    configure_logging("console", "INFO")
+    run_simulator = _delegate("polytape.sim", "run_simulator", 3)
+    fault_profile = _delegate("polytape.sim", "FaultProfile", 3)
+
+    ports = {"gamma": gamma_port, "data": data_port, "clob": clob_port, "ws": ws_port}
+    profile = fault_profile.default() if faults else None  # type: ignore[attr-defined]
+    try:
+        asyncio.run(run_simulator(host, seed, ports, live, live_interval, profile))
+    except KeyboardInterrupt:
+        pass
+
+
+def main() -> None:
+    """Console-script entry point: typed errors become one line and an exit code."""
+    try:
+        app()
+    except ConfigError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_USAGE)
+    except PolytapeError as exc:
+        err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_FAIL)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

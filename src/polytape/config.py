@@ -1,0 +1,188 @@
+"""Settings: one typed object, built once at start and passed down.
+
+Sources, highest priority first: explicit overrides (CLI flags), ``POLYTAPE_*``
+environment variables, a TOML file (``--config FILE`` or ``./polytape.toml``),
+then the defaults below. Names are the seed's, upper-cased for the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from polytape.errors import ConfigError
+
+DEFAULT_TOML = Path("polytape.toml")
+
+
+class Settings(BaseSettings):
+    """Every knob polytape has. See README.md for what each one does."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="POLYTAPE_",
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    # --- where things are -------------------------------------------------
+    database_url: str = "sqlite:///polytape.db"
+    gamma_url: str = "https://gamma-api.polymarket.com"
+    data_api_url: str = "https://data-api.polymarket.com"
+    clob_url: str = "https://clob.polymarket.com"
+    clob_ws_url: str = "wss://ws-subscriptions-clob.polymarket.com/ws/market"
+
+    # --- universe ------------------------------------------------------------
+    max_tracked_markets: int = Field(200, ge=1, le=10_000)
+    min_liquidity: float = Field(10_000.0, ge=0)
+    min_volume: float = Field(100_000.0, ge=0)
+    min_oi: float = Field(25_000.0, ge=0)
+
+    # --- Gamma -----------------------------------------------------------------
+    gamma_paging: Literal["keyset", "offset"] = "keyset"
+    gamma_page_size: int = Field(100, ge=1, le=500)
+    gamma_max_pages: int = Field(500, ge=1)
+
+    # --- trades ------------------------------------------------------------
+    trades_feed: Literal["v1", "v2"] = "v1"
+    large_trade_usd_threshold: float = Field(10_000.0, gt=0)
+    trades_page_size: int = Field(500, ge=1, le=500)
+    trades_safety_window_seconds: int = Field(300, ge=0)
+    trades_initial_lookback_hours: float = Field(24.0, gt=0)
+    trades_max_pages: int = Field(20, ge=1)
+    trades_offset_cap: int = Field(3000, ge=1)
+    backfill_requests_per_second: float = Field(5.0, gt=0)
+
+    # --- open interest -----------------------------------------------------
+    oi_batch_size: int = Field(20, ge=1, le=100)
+
+    # --- books -------------------------------------------------------------
+    ws_enabled: bool = True
+    ws_assets_per_connection: int = Field(200, ge=1, le=500)
+    ws_subscribe_chunk: int = Field(100, ge=1, le=100)
+    ws_ping_interval_seconds: float = Field(10.0, gt=0)
+    ws_silence_timeout_seconds: float = Field(60.0, gt=0)
+    ws_reconnect_max_seconds: float = Field(60.0, gt=0)
+    ws_verify_hashes: bool = True
+    book_resync_minutes: float = Field(5.0, gt=0)
+    book_persist_interval_seconds: float = Field(1.0, gt=0)
+    books_batch_size: int = Field(500, ge=1, le=500)
+    book_stale_seconds: float = Field(600.0, gt=0)
+
+    # --- cadences (seconds), the seed's defaults ------------------------------
+    sync_gamma_events_interval: float = Field(600.0, gt=0)
+    sync_tag_metadata_interval: float = Field(6 * 3600.0, gt=0)
+    refresh_universe_interval: float = Field(720.0, gt=0)
+    sync_open_interest_interval: float = Field(300.0, gt=0)
+    sync_large_trades_interval: float = Field(45.0, gt=0)
+    sync_orderbooks_interval: float = Field(20.0, gt=0)
+    run_signal_engine_interval: float = Field(45.0, gt=0)
+    schedule_jitter_fraction: float = Field(0.1, ge=0, le=0.5)
+
+    # --- signals -------------------------------------------------------------
+    signal_large_trade_usd: float = Field(10_000.0, gt=0)
+    signal_accumulation_usd: float = Field(50_000.0, gt=0)
+    signal_accumulation_window_minutes: float = Field(60.0, gt=0)
+    signal_arb_min_edge: float = Field(0.01, ge=0)
+    signal_book_max_age_seconds: float = Field(30.0, gt=0)
+    signal_move_points: float = Field(0.10, gt=0)
+    signal_move_window_minutes: float = Field(30.0, gt=0)
+    signal_oi_change_pct: float = Field(10.0, gt=0)
+    signal_oi_change_usd: float = Field(50_000.0, ge=0)
+    signal_cooldown_minutes: float = Field(30.0, ge=0)
+    signal_webhook_url: str | None = None
+
+    # --- HTTP ----------------------------------------------------------------
+    http_timeout_seconds: float = Field(15.0, gt=0)
+    http_max_retries: int = Field(4, ge=0, le=20)
+    http_backoff_base_seconds: float = Field(0.5, ge=0)
+    http_backoff_max_seconds: float = Field(30.0, gt=0)
+    http_max_concurrency: int = Field(8, ge=1, le=256)
+    http_max_response_mb: float = Field(50.0, gt=0)
+
+    # --- operations ------------------------------------------------------------
+    log_format: Literal["auto", "console", "json"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    db_batch_size: int = Field(1000, ge=1, le=50_000)
+    shutdown_grace_seconds: float = Field(8.0, ge=0, le=300)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, v: str) -> str:
+        if not v.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://", "postgres://")):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        return v
+
+    @field_validator("gamma_url", "data_api_url", "clob_url")
+    @classmethod
+    def _check_http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return v.rstrip("/")
+
+    @field_validator("clob_ws_url")
+    @classmethod
+    def _check_ws_url(cls, v: str) -> str:
+        if not v.startswith(("ws://", "wss://")):
+            raise ValueError("must be a ws:// or wss:// URL")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _TOML_FILE.get("path")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    def cadence(self, job_name: str) -> float:
+        """Seconds between runs of the job named ``job_name`` (dashes or underscores)."""
+        return float(getattr(self, job_name.replace("-", "_") + "_interval"))
+
+
+# The TOML path is chosen per load; pydantic-settings builds sources from the class.
+_TOML_FILE: dict[str, Path | None] = {"path": None}
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings, or raise ConfigError naming the first bad setting."""
+    path = config_file
+    if path is None and DEFAULT_TOML.is_file():
+        path = DEFAULT_TOML
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    _TOML_FILE["path"] = path
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    except ValueError as exc:  # e.g. a TOML syntax error
+        raise ConfigError(f"config file {path}: {exc}") from None
+    finally:
+        _TOML_FILE["path"] = None
+
+
+def _describe(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = err.get("loc") or ("?",)
+    name = str(loc[0])
+    if err.get("type") == "extra_forbidden":
+        return f"unknown setting {name!r}"
+    value = err.get("input")
+    return f"bad setting POLYTAPE_{name.upper()}={value!r}: {err.get('msg', 'invalid')}"

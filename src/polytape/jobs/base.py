@@ -1,0 +1,145 @@
+"""What every job shares: its context, its result, and the audited runner."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import structlog
+
+from polytape import metrics
+from polytape.config import Settings
+from polytape.errors import PolytapeError
+from polytape.store import Store
+from polytape.store.runs import begin_job_run, finish_job_run
+
+if TYPE_CHECKING:
+    from polytape.clients import ApiClients
+
+log = structlog.get_logger("polytape.jobs")
+Status = Literal["ok", "partial", "error"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class JobContext:
+    """Everything a job may touch, built once and passed down."""
+
+    settings: Settings
+    store: Store
+    clients: ApiClients
+    clock: Callable[[], datetime] = utcnow
+    # Shared live state (e.g. the WebSocket feed's books) keyed by name.
+    shared: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class JobResult:
+    """What a run did; becomes its ``job_runs`` row."""
+
+    status: Status = "ok"
+    rows_written: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def partial(self, reason: str) -> None:
+        """Something was missed but what was stored is kept."""
+        if self.status == "ok":
+            self.status = "partial"
+        self.details.setdefault("problems", []).append(reason)
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.details[key] = self.details.get(key, 0) + n
+
+
+JobFn = Callable[[JobContext], Awaitable[JobResult]]
+
+# name -> (module, issue that brings it). Modules expose ``async def run(ctx)``.
+JOBS: dict[str, tuple[str, int]] = {
+    "sync-gamma-events": ("polytape.jobs.sync_gamma_events", 4),
+    "sync-tag-metadata": ("polytape.jobs.sync_tag_metadata", 4),
+    "refresh-universe": ("polytape.jobs.refresh_universe", 4),
+    "sync-open-interest": ("polytape.jobs.sync_open_interest", 5),
+    "sync-large-trades": ("polytape.jobs.sync_large_trades", 5),
+    "sync-orderbooks": ("polytape.jobs.sync_orderbooks", 6),
+    "run-signal-engine": ("polytape.jobs.run_signal_engine", 8),
+}
+
+
+class JobNotAvailable(PolytapeError):
+    """The job's module is not part of this build yet."""
+
+
+def resolve_job(name: str) -> JobFn:
+    """The ``run`` coroutine function of the job called ``name``."""
+    if name not in JOBS:
+        raise JobNotAvailable(f"unknown job {name!r}; jobs: {', '.join(JOBS)}")
+    module_name, issue = JOBS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise JobNotAvailable(f"job {name!r} is not implemented yet (issue #{issue})") from None
+    fn: JobFn = module.run
+    return fn
+
+
+async def run_job(ctx: JobContext, name: str, fn: JobFn | None = None) -> JobResult:
+    """Run one job once, auditing it in ``job_runs``; never raises for job failures."""
+    fn = fn or resolve_job(name)
+    started = ctx.clock()
+    run_id = await asyncio.to_thread(begin_job_run, ctx.store, name, started)
+    t0 = time.perf_counter()
+    bound = log.bind(job=name, run_id=run_id)
+    try:
+        result = await fn(ctx)
+    except asyncio.CancelledError:
+        # Shutdown ran out of grace: what the job committed stays, the run says so.
+        await asyncio.to_thread(
+            finish_job_run,
+            ctx.store,
+            run_id,
+            finished_at=ctx.clock(),
+            status="error",
+            rows_written=0,
+            error="cancelled: polytape was stopping",
+            details={"duration_s": round(time.perf_counter() - t0, 3)},
+        )
+        raise
+    except PolytapeError as exc:
+        result = JobResult(status="error", error=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # a bug must be recorded, not kill the scheduler
+        bound.exception("job crashed")
+        result = JobResult(status="error", error=f"{type(exc).__name__}: {exc}")
+    elapsed = time.perf_counter() - t0
+    result.details["duration_s"] = round(elapsed, 3)
+    await asyncio.to_thread(
+        finish_job_run,
+        ctx.store,
+        run_id,
+        finished_at=ctx.clock(),
+        status=result.status,
+        rows_written=result.rows_written,
+        error=result.error,
+        details=result.details,
+    )
+    metrics.JOB_RUNS.labels(job=name, status=result.status).inc()
+    metrics.JOB_DURATION.labels(job=name).observe(elapsed)
+    level = "info" if result.status == "ok" else "warning"
+    getattr(bound, level)(
+        "job finished",
+        status=result.status,
+        rows=result.rows_written,
+        seconds=round(elapsed, 2),
+        error=result.error,
+    )
+    return result

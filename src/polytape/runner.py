@@ -1,0 +1,231 @@
+"""``polytape run``: every job on its cadence plus the WebSocket feed, until a signal.
+
+Start-up order: migrate, close runs a killed process left open, first runs of
+the metadata jobs, the universe, then everything on its schedule. SIGINT or
+SIGTERM stops new work, lets in-flight runs finish (their batches commit),
+stops the feed, closes sockets and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from polytape import metrics
+from polytape.app import job_context, open_store
+from polytape.config import Settings
+from polytape.jobs.base import JobContext, JobNotAvailable, JobResult, resolve_job, run_job
+from polytape.scheduler import JOB_HOSTS, ScheduledJob, Scheduler
+from polytape.store import Store
+from polytape.store.locks import AdvisoryLock, SqliteRunLock
+from polytape.store.runs import close_interrupted_runs
+
+log = structlog.get_logger("polytape.run")
+
+METADATA_JOBS = ("sync-gamma-events", "sync-tag-metadata")
+STEADY_JOBS = ("sync-open-interest", "sync-large-trades", "run-signal-engine")
+HEARTBEAT_SECONDS = 5.0
+FEED_RETRY_SECONDS = 15.0
+
+
+def run_forever(settings: Settings, *, simulated: bool = False) -> int:
+    """Entry point of ``polytape run``; returns the exit code."""
+    return asyncio.run(_main(settings, simulated))
+
+
+async def _main(settings: Settings, simulated: bool) -> int:
+    sim: Any = None
+    if simulated:
+        sim_server = _optional("polytape.sim", "SimServer")
+        if sim_server is None:
+            log.error("the simulator is not part of this build")
+            return 1
+        sim = sim_server(seed=1, live=True)
+        await sim.start()
+        settings = settings.model_copy(
+            update={
+                "gamma_url": sim.gamma_url,
+                "data_api_url": sim.data_api_url,
+                "clob_url": sim.clob_url,
+                "clob_ws_url": sim.clob_ws_url,
+            }
+        )
+        log.info("simulator started", gamma=sim.gamma_url, data=sim.data_api_url, clob=sim.clob_url)
+    store = await asyncio.to_thread(open_store, settings)
+    run_lock = SqliteRunLock(store) if store.dialect == "sqlite" else None
+    try:
+        if run_lock is not None:
+            run_lock.acquire()
+        if settings.metrics_port:
+            metrics.start_metrics_server(settings.metrics_port)
+        async with job_context(settings, store) as ctx:
+            await Runner(ctx).run()
+        return 0
+    finally:
+        if run_lock is not None:
+            run_lock.release()
+        store.close()
+        if sim is not None:
+            await sim.stop()
+
+
+def _optional(module: str, name: str) -> Any:
+    """``module.name`` if that module is part of this build, else None."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module.startswith(exc.name):
+            return None
+        raise
+
+
+class Runner:
+    """Owns the scheduler, the feed and the heartbeat of one ``run`` process."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.store: Store = ctx.store
+        self.stopping = asyncio.Event()
+        self.started_at = ctx.clock()
+        self.scheduler: Scheduler | None = None
+
+    # --- lifecycle ----------------------------------------------------------------
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop, sig)
+        closed = await asyncio.to_thread(close_interrupted_runs, self.store, self.ctx.clock())
+        if closed:
+            log.warning("closed runs left open by a stopped process", runs=closed)
+        log.info("polytape run starting", database=self.store.dialect, ws=self.settings.ws_enabled)
+        background = [asyncio.create_task(self._heartbeat(), name="heartbeat")]
+        try:
+            await self._first_runs()
+            if not self.stopping.is_set():
+                if self.settings.ws_enabled:
+                    background.append(asyncio.create_task(self._feed(), name="ws-feed"))
+                self.scheduler = Scheduler(self._schedule(), jitter=self.settings.schedule_jitter_fraction)
+                self.scheduler.start()
+                await self.stopping.wait()
+        finally:
+            await self._shutdown(background)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    def request_stop(self, sig: int | None = None) -> None:
+        if not self.stopping.is_set():
+            log.info("stopping", signal=signal.Signals(sig).name if sig else None)
+        self.stopping.set()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+
+    async def _shutdown(self, background: list[asyncio.Task[None]]) -> None:
+        grace = self.settings.shutdown_grace_seconds
+        if self.scheduler is not None:
+            await self.scheduler.drain(grace)
+        for task in background:
+            task.cancel()
+        await asyncio.wait_for(asyncio.gather(*background, return_exceptions=True), timeout=grace + 5)
+        await asyncio.to_thread(self._write_heartbeat, stopped=True)
+        log.info("polytape run stopped")
+
+    # --- jobs ------------------------------------------------------------------------
+    def _runner_for(self, name: str) -> Callable[[], Awaitable[JobResult | None]] | None:
+        try:
+            fn = resolve_job(name)
+        except JobNotAvailable as exc:
+            log.warning("job not scheduled", job=name, reason=str(exc))
+            return None
+
+        async def go() -> JobResult | None:
+            lock = AdvisoryLock(self.store, f"job:{name}")
+            if not await asyncio.to_thread(lock.try_acquire):
+                log.info("job skipped: another worker holds it", job=name)
+                return None
+            try:
+                return await run_job(self.ctx, name, fn)
+            finally:
+                await asyncio.to_thread(lock.release)
+
+        return go
+
+    def _slowdown(self, name: str) -> Callable[[], float]:
+        throttles = self.ctx.clients.throttles
+        hosts = [throttles[h] for h in JOB_HOSTS.get(name, ()) if h in throttles]
+        return lambda: max((t.slowdown for t in hosts), default=1.0)
+
+    async def _first_runs(self) -> None:
+        """Metadata first, then the universe, so the other jobs have markets to follow."""
+        for stage in (METADATA_JOBS, ("refresh-universe",)):
+            runners = [r for r in map(self._runner_for, stage) if r is not None]
+            if self.stopping.is_set() or not runners:
+                continue
+            await asyncio.gather(*(r() for r in runners))
+
+    def _schedule(self) -> list[ScheduledJob]:
+        names = [*METADATA_JOBS, "refresh-universe", *STEADY_JOBS]
+        if not self.settings.ws_enabled:
+            names.append("sync-orderbooks")
+        jobs = []
+        for name in names:
+            go = self._runner_for(name)
+            if go is None:
+                continue
+            cadence = self.settings.cadence(name)
+            first = cadence if name in (*METADATA_JOBS, "refresh-universe") else 0.0
+            jobs.append(ScheduledJob(name, cadence, go, self._slowdown(name), first_delay=first))
+        return jobs
+
+    # --- the WebSocket feed ---------------------------------------------------------------
+    async def _feed(self) -> None:
+        """Run the feed while holding its lock; restart it if it fails."""
+        run_feed = _optional("polytape.feed", "run_feed")
+        if run_feed is None:
+            log.warning("WebSocket feed not available in this build; books are not followed live")
+            return
+        attach_live_signals = _optional("polytape.jobs.run_signal_engine", "attach_live_signals")
+        if attach_live_signals is not None:
+            attach_live_signals(self.ctx)
+        lock = AdvisoryLock(self.store, "ws-feed")
+        try:
+            while not self.stopping.is_set():
+                if not await asyncio.to_thread(lock.try_acquire):
+                    await asyncio.sleep(FEED_RETRY_SECONDS)
+                    continue
+                try:
+                    await run_feed(self.ctx)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("WebSocket feed failed; restarting")
+                    await asyncio.sleep(FEED_RETRY_SECONDS)
+        finally:
+            await asyncio.to_thread(lock.release)
+
+    # --- heartbeat ------------------------------------------------------------------------
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.to_thread(self._write_heartbeat)
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    def _write_heartbeat(self, stopped: bool = False) -> None:
+        now: datetime = self.ctx.clock()
+        value = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_at": self.started_at.isoformat(),
+            "updated_at": now.isoformat(),
+            "stopped_at": now.isoformat() if stopped else None,
+            "ws_enabled": self.settings.ws_enabled,
+            "in_flight": sorted(self.scheduler.in_flight) if self.scheduler else [],
+        }
+        self.store.set_state("runner", value, now)

@@ -1,0 +1,171 @@
+"""``polytape status``: is the recorder healthy, at a glance (exit 0 healthy, 1 not)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from polytape.config import Settings
+from polytape.runner import METADATA_JOBS, STEADY_JOBS
+
+HEARTBEAT_STALE = timedelta(seconds=30)
+LATE_FACTOR = 2.0  # a job is late when its last run is older than this many cadences (+1 min)
+
+
+@dataclass
+class JobLine:
+    name: str
+    status: str
+    age: timedelta | None
+    cadence: float
+    rows: int | None
+    error: str | None
+    late: bool
+
+
+@dataclass
+class Health:
+    ok: bool = True
+    problems: list[str] = field(default_factory=list)
+    jobs: list[JobLine] = field(default_factory=list)
+
+    def bad(self, problem: str) -> None:
+        self.ok = False
+        self.problems.append(problem)
+
+
+def _parse(ts: Any) -> datetime | None:
+    if not ts:
+        return None
+    when = datetime.fromisoformat(str(ts))
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def expected_jobs(settings: Settings) -> list[str]:
+    names = [*METADATA_JOBS, "refresh-universe", *STEADY_JOBS]
+    if not settings.ws_enabled:
+        names.append("sync-orderbooks")
+    return names
+
+
+def assess(snapshot: dict[str, Any], settings: Settings, now: datetime) -> Health:
+    """Pure judgement of a status snapshot."""
+    health = Health()
+    runs = {r["job_name"]: r for r in snapshot["runs"]}
+    for name in expected_jobs(settings):
+        cadence = settings.cadence(name)
+        run = runs.get(name)
+        if run is None:
+            health.jobs.append(JobLine(name, "never", None, cadence, None, None, True))
+            health.bad(f"{name} has never run")
+            continue
+        ref = run["finished_at"] or run["started_at"]
+        age = now - ref
+        late = age > timedelta(seconds=cadence * LATE_FACTOR + 60)
+        line = JobLine(name, run["status"], age, cadence, run["rows_written"], run["error"], late)
+        health.jobs.append(line)
+        if run["status"] == "error":
+            health.bad(f"{name} failed: {(run['error'] or '')[:120]}")
+        if late:
+            health.bad(f"{name} is late: last run {_fmt_age(age)} ago, cadence {cadence:.0f}s")
+    runner = snapshot.get("runner") or {}
+    beat = _parse(runner.get("updated_at"))
+    if beat is None or runner.get("stopped_at") or now - beat > HEARTBEAT_STALE:
+        health.bad("polytape run is not running (no fresh heartbeat)")
+    if settings.ws_enabled:
+        feed = snapshot.get("ws_feed") or {}
+        fbeat = _parse(feed.get("updated_at"))
+        if fbeat is None or now - fbeat > HEARTBEAT_STALE:
+            health.bad("WebSocket feed is not reporting")
+        elif feed.get("connections", 0) == 0 and feed.get("tokens_subscribed", 0) > 0:
+            health.bad("WebSocket feed has no open connection")
+        last_msg = _parse(feed.get("last_message_at"))
+        if (
+            fbeat is not None
+            and last_msg is not None
+            and now - last_msg > timedelta(seconds=settings.ws_silence_timeout_seconds * 2)
+        ):
+            health.bad(f"WebSocket feed silent for {_fmt_age(now - last_msg)}")
+    if snapshot.get("stale_books"):
+        health.bad(
+            f"{snapshot['stale_books']} tracked book(s) stale for over {settings.book_stale_seconds:.0f}s"
+        )
+    return health
+
+
+def _fmt_age(age: timedelta | None) -> str:
+    if age is None:
+        return "-"
+    s = int(age.total_seconds())
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+STATUS_STYLE = {"ok": "green", "partial": "yellow", "error": "red", "running": "cyan", "never": "red"}
+
+
+def render(health: Health, snapshot: dict[str, Any], console: Console) -> None:
+    table = Table(title="polytape jobs", title_justify="left")
+    for col in ("job", "last run", "age", "cadence", "rows", "error"):
+        table.add_column(col)
+    for j in health.jobs:
+        style = STATUS_STYLE.get(j.status, "white")
+        age = f"[red]{_fmt_age(j.age)} LATE[/]" if j.late and j.age else _fmt_age(j.age)
+        table.add_row(
+            j.name, f"[{style}]{j.status}[/]", age, f"{j.cadence:.0f}s",
+            "-" if j.rows is None else str(j.rows), (j.error or "")[:60],
+        )  # fmt: skip
+    console.print(table)
+    feed = snapshot.get("ws_feed") or {}
+    if feed:
+        ft = Table(title="WebSocket feed", title_justify="left", show_header=False)
+        for key in (
+            "connections", "tokens_subscribed", "messages_per_s", "stale_books", "reconnects_1h",
+            "resyncs_1h", "hash_mismatches_1h", "reconnects", "resyncs", "hash_mismatches", "last_message_at",
+        ):  # fmt: skip
+            if key in feed:
+                ft.add_row(key, str(feed[key]))
+        console.print(ft)
+    console.print(
+        f"trades {snapshot['trades']} (newest {snapshot['newest_trade'] or '-'}), "
+        f"tracked markets {snapshot['tracked_markets']}, books {snapshot['books']} "
+        f"({snapshot['stale_books']} stale), signals last hour {snapshot['signals_recent']}",
+        highlight=False,
+    )
+    if snapshot["rejected_recent"]:
+        rej = ", ".join(f"{k}: {v}" for k, v in sorted(snapshot["rejected_recent"].items()))
+        console.print(f"[yellow]rejected payloads in the last hour:[/] {rej}", highlight=False)
+    if health.ok:
+        console.print("[bold green]healthy[/]")
+    else:
+        console.print("[bold red]unhealthy:[/]")
+        for p in health.problems:
+            console.print(f"  - {p}", highlight=False)
+
+
+def show_status(settings: Settings, console: Console) -> int:
+    """Print the status table; 0 when healthy, 1 when not."""
+    from polytape.app import open_store
+    from polytape.store.status import status_snapshot
+
+    store = open_store(settings)
+    try:
+        now = datetime.now(UTC)
+        snapshot = status_snapshot(
+            store,
+            now,
+            book_stale_before=now - timedelta(seconds=settings.book_stale_seconds),
+            since=now - timedelta(hours=1),
+        )
+    finally:
+        store.close()
+    health = assess(snapshot, settings, now)
+    render(health, snapshot, console)
+    return 0 if health.ok else 1

@@ -1,0 +1,236 @@
+"""The store: batched, idempotent writes and reads on SQLite or PostgreSQL.
+
+Every write goes through :meth:`Store.write`, one transaction that is retried
+when the database goes away (a PostgreSQL restart, a locked SQLite file), so a
+job either commits all of a batch or none of it, and never half of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.dialects import postgresql, sqlite
+
+from polytape.errors import StoreError
+from polytape.store import engine as engine_mod
+from polytape.store import schema
+
+T = TypeVar("T")
+Row = Mapping[str, Any]
+log = structlog.get_logger("polytape.store")
+
+# Writes keep trying this long before the job sees a StoreError.
+DEFAULT_WRITE_RETRY_SECONDS = 120.0
+
+
+def _chunks(rows: Sequence[Row], size: int) -> Iterable[Sequence[Row]]:
+    for i in range(0, len(rows), size):
+        yield rows[i : i + size]
+
+
+def _group_by_columns(rows: Iterable[Row]) -> dict[frozenset[str], list[Row]]:
+    """executemany needs one column set per statement: split rows by their keys."""
+    groups: dict[frozenset[str], list[Row]] = {}
+    for row in rows:
+        groups.setdefault(frozenset(row), []).append(row)
+    return groups
+
+
+class Tx:
+    """One open transaction; every write primitive the jobs need."""
+
+    def __init__(self, conn: sa.Connection, batch_size: int) -> None:
+        self.conn = conn
+        self.dialect = conn.dialect.name
+        self.batch_size = batch_size
+
+    def _insert(self, table: sa.Table) -> Any:
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def insert_ignore(self, table: sa.Table, rows: Sequence[Row]) -> int:
+        """Insert rows whose unique keys are new; return how many were inserted."""
+        if not rows:
+            return 0
+        pk = next(iter(table.primary_key.columns))
+        inserted = 0
+        for group in _group_by_columns(rows).values():
+            for chunk in _chunks(group, self.batch_size):
+                stmt = self._insert(table).on_conflict_do_nothing().returning(pk)
+                inserted += len(self.conn.execute(stmt, list(chunk)).all())
+        return inserted
+
+    def upsert(
+        self,
+        table: sa.Table,
+        rows: Sequence[Row],
+        *,
+        key: Sequence[str] | None = None,
+        update: Sequence[str] | None = None,
+        set_exprs: Callable[[Any], Mapping[str, Any]] | None = None,
+    ) -> int:
+        """Insert or update by ``key`` (default: the primary key).
+
+        ``update`` names the columns a conflict overwrites (default: every
+        non-key column the rows carry); ``set_exprs(excluded)`` may supply SQL
+        expressions for some of them (e.g. keep a value the CLOB already set).
+        """
+        if not rows:
+            return 0
+        key_cols = list(key or [c.name for c in table.primary_key.columns])
+        # One statement may not touch a key twice (PostgreSQL refuses): last row wins.
+        latest: dict[tuple[Any, ...], Row] = {}
+        for row in rows:
+            latest[tuple(row[k] for k in key_cols)] = row
+        count = 0
+        for cols, group in _group_by_columns(latest.values()).items():
+            names = [c for c in (update if update is not None else cols) if c in cols and c not in key_cols]
+            for chunk in _chunks(group, self.batch_size):
+                stmt = self._insert(table)
+                values: dict[str, Any] = {n: stmt.excluded[n] for n in names}
+                if set_exprs is not None:
+                    values.update({k: v for k, v in set_exprs(stmt.excluded).items() if k in cols})
+                if values:
+                    stmt = stmt.on_conflict_do_update(index_elements=key_cols, set_=values)
+                else:
+                    stmt = stmt.on_conflict_do_nothing(index_elements=key_cols)
+                self.conn.execute(stmt, list(chunk))
+                count += len(chunk)
+        return count
+
+    def delete(self, table: sa.Table, *where: Any) -> int:
+        return int(self.conn.execute(sa.delete(table).where(*where)).rowcount or 0)
+
+    def execute(self, stmt: Any, params: Any = None) -> sa.CursorResult[Any]:
+        return self.conn.execute(stmt, params) if params is not None else self.conn.execute(stmt)
+
+    # --- watermarks and bad input -------------------------------------------
+    def set_state(self, key: str, value: Any, now: datetime) -> None:
+        self.upsert(schema.sync_state, [{"key": key, "value": value, "updated_at": now}])
+
+    def get_state(self, key: str) -> Any:
+        t = schema.sync_state
+        return self.conn.execute(sa.select(t.c.value).where(t.c.key == key)).scalar()
+
+    def reject(self, rows: Sequence[Row]) -> int:
+        """Keep payloads that could not be parsed (source, received_at, reason, raw)."""
+        if not rows:
+            return 0
+        self.conn.execute(sa.insert(schema.rejected_payloads), list(rows))
+        return len(rows)
+
+
+class Store:
+    """The one door to the database. Thread-safe; async callers use ``awrite``/``aread``."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        batch_size: int = 1000,
+        write_retry_seconds: float = DEFAULT_WRITE_RETRY_SECONDS,
+    ) -> None:
+        self.url = engine_mod.normalize_url(url)
+        self.engine = engine_mod.create_engine(self.url)
+        self.dialect = self.engine.dialect.name
+        self.batch_size = batch_size
+        self.write_retry_seconds = write_retry_seconds
+        # SQLite has one writer at a time anyway; queueing here beats busy-waiting.
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+
+    @classmethod
+    def open(cls, url: str, *, migrate: bool = True, **kw: Any) -> Store:
+        store = cls(url, **kw)
+        if migrate:
+            store.migrate()
+        return store
+
+    def migrate(self) -> None:
+        engine_mod.upgrade(self.engine)
+
+    def is_current(self) -> bool:
+        return engine_mod.current_revision(self.engine) == engine_mod.head_revision()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- transactions -----------------------------------------------------------
+    def write(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn`` in one transaction; retry the whole of it if the database drops."""
+        deadline = time.monotonic() + self.write_retry_seconds
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                if self._write_lock is None:
+                    return self._write_once(fn)
+                with self._write_lock:
+                    return self._write_once(fn)
+            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+                if time.monotonic() >= deadline:
+                    raise StoreError(f"database write failed after {attempt} attempts: {exc}") from exc
+                delay = min(5.0, 0.1 * 2 ** min(attempt, 6)) * (0.5 + random.random() / 2)
+                log.warning("db write retry", attempt=attempt, delay=round(delay, 2), error=str(exc)[:200])
+                time.sleep(delay)
+            except sa.exc.DBAPIError as exc:
+                if exc.connection_invalidated and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                raise StoreError(f"database write failed: {exc}") from exc
+
+    def _write_once(self, fn: Callable[[Tx], T]) -> T:
+        with self.engine.begin() as conn:
+            return fn(Tx(conn, self.batch_size))
+
+    def read(self, fn: Callable[[sa.Connection], T]) -> T:
+        deadline = time.monotonic() + self.write_retry_seconds
+        while True:
+            try:
+                with self.engine.connect() as conn:
+                    return fn(conn)
+            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+                if time.monotonic() >= deadline:
+                    raise StoreError(f"database read failed: {exc}") from exc
+                time.sleep(0.5)
+
+    async def awrite(self, fn: Callable[[Tx], T]) -> T:
+        return await asyncio.to_thread(self.write, fn)
+
+    async def aread(self, fn: Callable[[sa.Connection], T]) -> T:
+        return await asyncio.to_thread(self.read, fn)
+
+    # --- conveniences (each its own transaction) -----------------------------------
+    def insert_ignore(self, table: sa.Table, rows: Sequence[Row]) -> int:
+        return self.write(lambda tx: tx.insert_ignore(table, rows))
+
+    def upsert(self, table: sa.Table, rows: Sequence[Row], **kw: Any) -> int:
+        return self.write(lambda tx: tx.upsert(table, rows, **kw))
+
+    def set_state(self, key: str, value: Any, now: datetime) -> None:
+        self.write(lambda tx: tx.set_state(key, value, now))
+
+    def get_state(self, key: str) -> Any:
+        t = schema.sync_state
+        return self.read(lambda c: c.execute(sa.select(t.c.value).where(t.c.key == key)).scalar())
+
+    def reject(self, rows: Sequence[Row]) -> int:
+        return self.write(lambda tx: tx.reject(rows))
+
+    def count(self, table: sa.Table, *where: Any) -> int:
+        stmt = sa.select(sa.func.count()).select_from(table)
+        if where:
+            stmt = stmt.where(*where)
+        return int(self.read(lambda c: c.execute(stmt).scalar_one()))
+
+    def fetch_all(self, stmt: Any) -> list[dict[str, Any]]:
+        """Rows of a SELECT as plain dicts (used by tests, status and reports)."""
+        return self.read(lambda c: [dict(r._mapping) for r in c.execute(stmt)])
