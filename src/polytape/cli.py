@@ -236,24 +236,35 @@ def signals_list(
 @app.command()
 def simulate(
     seed: Annotated[int, typer.Option(help="World seed: the same seed gives the same world.")] = 1,
+    markets: Annotated[int, typer.Option(help="About this many markets (events hold 1-6).")] = 60,
+    faults: Annotated[str, typer.Option(help="Fault profile: none, flaky, throttled or hostile.")] = "none",
+    port: Annotated[
+        int,
+        typer.Option(
+            help="Base port: Gamma on P, Data API P+1, CLOB P+2, WebSocket P+3; 0 picks free ports."
+        ),
+    ] = 0,
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
-    gamma_port: Annotated[int, typer.Option(help="0 picks a free port.")] = 0,
-    data_port: Annotated[int, typer.Option(help="0 picks a free port.")] = 0,
-    clob_port: Annotated[int, typer.Option(help="0 picks a free port.")] = 0,
-    ws_port: Annotated[int, typer.Option(help="0 picks a free port.")] = 0,
     live: Annotated[bool, typer.Option("--live/--static", help="Keep trading and moving books.")] = True,
     live_interval: Annotated[float, typer.Option(help="Seconds between world steps.")] = 0.5,
-    faults: Annotated[bool, typer.Option(help="Inject the default fault profile.")] = False,
 ) -> None:
     """Serve the built-in Polymarket simulator on loopback and print its base URLs."""
-    configure_logging("console", "INFO")
-    run_simulator = _delegate("polytape.sim", "run_simulator", 3)
-    fault_profile = _delegate("polytape.sim", "FaultProfile", 3)
+    configure_logging("console", "WARNING")
+    from polytape.sim import FaultProfile, World, run_simulator
 
-    ports = {"gamma": gamma_port, "data": data_port, "clob": clob_port, "ws": ws_port}
-    profile = fault_profile.default() if faults else None  # type: ignore[attr-defined]
+    if markets < 1:
+        _fail("--markets must be at least 1", EXIT_USAGE)
+    profile = None
+    if faults != "none":
+        try:
+            profile = FaultProfile.named(faults, seed=seed)
+        except (KeyError, ValueError):
+            _fail(f"unknown fault profile {faults!r}: none, flaky, throttled or hostile", EXIT_USAGE)
+    names = ("gamma", "data", "clob", "ws")
+    ports = {name: (port + i if port else 0) for i, name in enumerate(names)}
+    world = World(seed, n_events=max(1, (markets + 1) // 2))
     try:
-        asyncio.run(run_simulator(host, seed, ports, live, live_interval, profile))
+        asyncio.run(run_simulator(host, seed, ports, live, live_interval, profile, world=world))
     except KeyboardInterrupt:
         pass
 

@@ -45,3 +45,32 @@ def test_unknown_job_is_usage_error(tmp_path: Path) -> None:
     proc = polytape("job", "sync-everything", cwd=tmp_path)
     assert proc.returncode == 2
     assert "unknown job" in proc.stderr
+
+
+def test_simulate_prints_urls_that_answer(tmp_path: Path) -> None:
+    import json
+    import urllib.request
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "polytape", "simulate", "--seed", "5", "--markets", "10", "--static"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        urls = dict(proc.stdout.readline().strip().split("=", 1) for _ in range(4))
+        assert set(urls) == {
+            "POLYTAPE_GAMMA_URL", "POLYTAPE_DATA_API_URL", "POLYTAPE_CLOB_URL", "POLYTAPE_CLOB_WS_URL",
+        }  # fmt: skip
+        assert urls["POLYTAPE_CLOB_WS_URL"].startswith("ws://127.0.0.1:")
+        with urllib.request.urlopen(urls["POLYTAPE_GAMMA_URL"] + "/events/keyset?limit=5", timeout=10) as r:
+            page = json.load(r)
+        assert len(page["events"]) == 5 and page["next_cursor"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_simulate_rejects_unknown_fault_profile(tmp_path: Path) -> None:
+    proc = polytape("simulate", "--faults", "apocalypse", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "unknown fault profile" in proc.stderr
