@@ -2,12 +2,20 @@
 
 HTTP kinds: ``500``/``502``/``503`` (JSON error), ``429`` (``Retry-After``),
 ``html403``/``html1015`` (Cloudflare HTML pages), ``slow`` (answer after
-``delay``), ``hang`` (answer after a long ``delay``), ``reset`` (drop the TCP
-connection without an answer).
+``delay``), ``hang`` (never answer: the client's timeout must fire; the
+connection is dropped once the client gives up or the server stops), ``reset``
+(drop the TCP connection without an answer), ``malformed_json`` (a 200 whose
+body is the first half of the real JSON), ``bad_fields`` (list endpoints only,
+see ``corrupt.BAD_FIELDS_PATHS``: ``items`` items of a valid page get a field
+removed or wrongly typed, ``corruption`` picks which, else random per item).
 WS kinds: ``freeze`` (socket stays open, PONGs flow, no data), ``drop`` (close
 without a close frame), ``malformed`` (a broken JSON frame), ``unknown_event``
 (a JSON message of an unknown ``event_type``), ``v1_price_change`` (the legacy
-``price_change`` shape instead of the current one).
+``price_change`` shape instead of the current one), ``skip_delta`` (a
+``price_change`` never sent to that connection; the world still changed),
+``reorder`` (a data message sent after the next one), ``bad_hash`` (a ``book``
+or ``price_change`` with wrong hashes, right levels). WS injections may target
+one connection by its ``Connection.id`` (``connection=``).
 """
 
 from __future__ import annotations
@@ -16,8 +24,26 @@ import random
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-HTTP_KINDS = frozenset({"500", "502", "503", "429", "html403", "html1015", "slow", "hang", "reset"})
-WS_KINDS = frozenset({"freeze", "drop", "malformed", "unknown_event", "v1_price_change"})
+from polytape.sim.corrupt import BAD_FIELDS_PATHS, CORRUPTION_NAMES
+
+HTTP_KINDS = frozenset(
+    {
+        "500",
+        "502",
+        "503",
+        "429",
+        "html403",
+        "html1015",
+        "slow",
+        "hang",
+        "reset",
+        "malformed_json",
+        "bad_fields",
+    }
+)
+WS_KINDS = frozenset(
+    {"freeze", "drop", "malformed", "unknown_event", "v1_price_change", "skip_delta", "reorder", "bad_hash"}
+)
 HOSTS = frozenset({"gamma", "data", "clob", "ws"})
 
 
@@ -43,6 +69,13 @@ class FaultProfile:
     ws_unknown_event_rate: float = 0.0
     ws_v1_price_change_rate: float = 0.0
     hosts: frozenset[str] | None = None
+    hang_rate: float = 0.0
+    malformed_json_rate: float = 0.0
+    bad_fields_rate: float = 0.0
+    bad_fields_items: int = 1
+    ws_skip_delta_rate: float = 0.0
+    ws_reorder_rate: float = 0.0
+    ws_bad_hash_rate: float = 0.0
 
     @classmethod
     def named(cls, name: str, seed: int = 0) -> FaultProfile:
@@ -61,6 +94,12 @@ class FaultProfile:
                 "ws_unknown_event_rate": 0.01,
                 "ws_v1_price_change_rate": 0.01,
                 "ws_freeze_rate": 0.05,
+                "hang_rate": 0.002,
+                "malformed_json_rate": 0.01,
+                "bad_fields_rate": 0.02,
+                "ws_skip_delta_rate": 0.005,
+                "ws_reorder_rate": 0.005,
+                "ws_bad_hash_rate": 0.005,
             },
         }
         if name not in presets:
@@ -90,6 +129,9 @@ class Injection:
     count: int = 1
     retry_after: float = 1.0
     delay: float | None = None
+    items: int = 2  # bad_fields: items corrupted per page
+    corruption: str | None = None  # bad_fields: a name from ``corrupt.CORRUPTIONS`` (else random)
+    connection: int | None = None  # WS kinds: only this ``Connection.id``
 
     def matches(self, host: str, path: str) -> bool:
         """True when this injection applies to ``host`` and ``path``."""
@@ -124,6 +166,9 @@ class FaultInjector:
         count: int = 1,
         retry_after: float = 1.0,
         delay: float | None = None,
+        items: int = 2,
+        corruption: str | None = None,
+        connection: int | None = None,
     ) -> Injection:
         """Queue a targeted fault; validated against the known kinds and hosts."""
         if kind not in HTTP_KINDS | WS_KINDS:
@@ -132,7 +177,13 @@ class FaultInjector:
             raise ValueError(f"unknown host {host!r}; choose from {sorted(HOSTS)}")
         if (kind in WS_KINDS) != (host == "ws") and host is not None:
             raise ValueError(f"fault {kind!r} does not apply to host {host!r}")
-        injection = Injection(kind, host, path, count, retry_after, delay)
+        if kind == "bad_fields" and path is not None and path not in BAD_FIELDS_PATHS:
+            raise ValueError(f"bad_fields applies to list endpoints only: {sorted(BAD_FIELDS_PATHS)}")
+        if corruption is not None and corruption not in CORRUPTION_NAMES:
+            raise ValueError(f"unknown corruption {corruption!r}; choose from {sorted(CORRUPTION_NAMES)}")
+        if connection is not None and kind not in WS_KINDS:
+            raise ValueError("connection= applies to WebSocket faults only")
+        injection = Injection(kind, host, path, count, retry_after, delay, items, corruption, connection)
         self.injections.append(injection)
         return injection
 
@@ -141,8 +192,12 @@ class FaultInjector:
         self.injections.clear()
         self.set_profile(None)
 
-    def _take(self, host: str, path: str, kinds: frozenset[str]) -> Injection | None:
+    def _take(
+        self, host: str, path: str, kinds: frozenset[str], connection: int | None = None
+    ) -> Injection | None:
         for injection in self.injections:
+            if injection.connection not in (None, connection):
+                continue
             if injection.kind in kinds and injection.matches(host, path):
                 injection.count -= 1
                 if injection.count <= 0:
@@ -159,7 +214,8 @@ class FaultInjector:
 
     def take_http(self, host: str, path: str) -> Injection | None:
         """The fault for this HTTP request: an injection first, else a profile roll."""
-        hit = self._take(host, path, HTTP_KINDS)
+        listed = path in BAD_FIELDS_PATHS
+        hit = self._take(host, path, HTTP_KINDS if listed else HTTP_KINDS - {"bad_fields"})
         if hit is not None:
             return hit
         p = self._profile_on(host)
@@ -178,14 +234,21 @@ class FaultInjector:
             kind = self._rng.choice(("html403", "html1015"))
         elif self._rng.random() < p.slow_rate:
             kind = "slow"
+        elif p.hang_rate and self._rng.random() < p.hang_rate:  # new rates roll only when set,
+            kind = "hang"  # so older profiles keep their seeded sequences
+        elif p.malformed_json_rate and self._rng.random() < p.malformed_json_rate:
+            kind = "malformed_json"
+        elif listed and p.bad_fields_rate and self._rng.random() < p.bad_fields_rate:
+            kind = "bad_fields"
         if kind is None:
             return None
         self.served.append((host, path, kind))
-        return Injection(kind, host, path, 1, p.retry_after, p.slow_delay if kind == "slow" else None)
+        delay = p.slow_delay if kind == "slow" else None
+        return Injection(kind, host, path, 1, p.retry_after, delay, items=p.bad_fields_items)
 
-    def take_ws(self, kinds: frozenset[str]) -> str | None:
-        """The WS fault (among ``kinds``) to apply to the next frame, if any."""
-        hit = self._take("ws", "/ws/market", kinds)
+    def take_ws(self, kinds: frozenset[str], connection: int | None = None) -> str | None:
+        """The WS fault (among ``kinds``) to apply to the next frame of ``connection``, if any."""
+        hit = self._take("ws", "/ws/market", kinds, connection)
         if hit is not None:
             return hit.kind
         p = self._profile_on("ws")
@@ -197,6 +260,9 @@ class FaultInjector:
             "malformed": p.ws_malformed_rate,
             "unknown_event": p.ws_unknown_event_rate,
             "v1_price_change": p.ws_v1_price_change_rate,
+            "skip_delta": p.ws_skip_delta_rate,
+            "reorder": p.ws_reorder_rate,
+            "bad_hash": p.ws_bad_hash_rate,
         }
         for kind in sorted(kinds):
             if rates[kind] and self._rng.random() < rates[kind]:

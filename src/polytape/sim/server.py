@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
-from polytape.sim import clob_api, data_api, gamma_api
+from polytape.sim import clob_api, corrupt, data_api, gamma_api
+from polytape.sim.corrupt import Corruption
 from polytape.sim.faults import FaultInjector, FaultProfile, Injection, cloudflare_page
 from polytape.sim.httputil import WORLD, BadParam, error, json_response
 from polytape.sim.payloads import HOSTS
@@ -43,6 +45,7 @@ class RequestRecord:
     at: float
     status: int = 0
     fault: str | None = None
+    corrupted: list[int] = field(default_factory=list)  # bad_fields: indexes of the bad items
 
 
 class SimServer:
@@ -69,6 +72,9 @@ class SimServer:
         self.ws_settings = ws_settings or WsSettings()
         self.request_log: list[RequestRecord] = []
         self.request_counts: Counter[tuple[str, str]] = Counter()
+        self.corrupted: list[Corruption] = []  # every item served with bad fields
+        self._corrupt_rng = random.Random(self.world.seed)
+        self._stopping = asyncio.Event()
         self.hub: Hub | None = None
         self._runners: list[web.AppRunner] = []
         self._live_task: asyncio.Task[None] | None = None
@@ -102,6 +108,7 @@ class SimServer:
 
     async def start(self) -> None:
         """Bind the four ports and start serving (and stepping, when ``live``)."""
+        self._stopping.clear()
         self.hub = Hub(self.world, self.faults, self.ws_settings)
         apps = {name: self._make_app(name) for name in HOST_NAMES}
         gamma_api.add_routes(apps["gamma"])
@@ -129,6 +136,7 @@ class SimServer:
 
     async def stop(self) -> None:
         """Stop stepping, close every socket and free the ports."""
+        self._stopping.set()
         if self._live_task is not None:
             self._live_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -171,10 +179,26 @@ class SimServer:
         count: int = 1,
         retry_after: float = 1.0,
         delay: float | None = None,
+        *,
+        items: int = 2,
+        corruption: str | None = None,
+        connection: int | None = None,
     ) -> Injection:
-        """Serve fault ``kind`` to the next ``count`` matching requests (or WS frames)."""
+        """Serve fault ``kind`` to the next ``count`` matching requests (or WS frames).
+
+        ``items``/``corruption`` shape ``bad_fields``; ``connection`` aims a WS fault at
+        one ``Connection.id`` (see ``faults`` for every kind).
+        """
         return self.faults.inject(
-            kind, host=host, path=path, count=count, retry_after=retry_after, delay=delay
+            kind,
+            host=host,
+            path=path,
+            count=count,
+            retry_after=retry_after,
+            delay=delay,
+            items=items,
+            corruption=corruption,
+            connection=connection,
         )
 
     def clear_faults(self) -> None:
@@ -214,6 +238,8 @@ class SimServer:
                     response = await handler(request)
                 except BadParam as exc:
                     response = error(exc.status, exc.message)
+                if fault is not None:
+                    response = self._corrupt(response, record, fault)
             record.status = response.status
             return response
 
@@ -224,8 +250,12 @@ class SimServer:
     ) -> web.StreamResponse | None:
         """The fault's response, or ``None`` to serve normally (after any delay)."""
         kind = fault.kind
-        if kind in ("slow", "hang"):
-            await asyncio.sleep(fault.delay if fault.delay is not None else (0.5 if kind == "slow" else 60.0))
+        if kind in ("malformed_json", "bad_fields"):
+            return None  # applied to the real answer by ``_corrupt``
+        if kind == "hang":
+            await self._hang(request)
+        if kind == "slow":
+            await asyncio.sleep(fault.delay if fault.delay is not None else 0.5)
             return None
         if kind == "reset":
             transport = request.transport
@@ -254,6 +284,39 @@ class SimServer:
         messages = {"500": "Internal Server Error", "503": "Service Unavailable"}
         return error(int(kind), messages.get(kind, "error"))
 
+    async def _hang(self, request: web.Request) -> None:
+        """Never answer: wait until the client gives up or the server stops, then drop the socket."""
+        while not self._stopping.is_set():
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 0.05)
+        transport = request.transport
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.abort()
+        raise asyncio.CancelledError
+
+    def _corrupt(
+        self, response: web.StreamResponse, record: RequestRecord, fault: Injection
+    ) -> web.StreamResponse:
+        """Apply a ``malformed_json`` or ``bad_fields`` fault to the real answer."""
+        if fault.kind == "malformed_json":
+            return corrupt.malformed_json(response)
+        if fault.kind != "bad_fields":
+            return response
+        response, done = corrupt.bad_fields(
+            response,
+            host=record.host,
+            path=record.path,
+            items=fault.items,
+            how=fault.corruption,
+            rng=self._corrupt_rng,
+        )
+        record.corrupted = [c.index for c in done]
+        self.corrupted.extend(done)
+        return response
+
     def _add_control_routes(self, app: web.Application) -> None:
         async def truth(request: web.Request) -> web.Response:
             return json_response(self.world.truth())
@@ -280,6 +343,9 @@ class SimServer:
                     count=int(body.get("count", 1)),
                     retry_after=float(body.get("retry_after", 1.0)),
                     delay=body.get("delay"),
+                    items=int(body.get("items", 2)),
+                    corruption=body.get("corruption"),
+                    connection=body.get("connection"),
                 )
             except (ValueError, TypeError, AttributeError) as exc:
                 return error(400, str(exc))
@@ -291,7 +357,13 @@ class SimServer:
 
         async def requests(request: web.Request) -> web.Response:
             counts = [{"host": h, "path": p, "count": n} for (h, p), n in sorted(self.request_counts.items())]
-            return json_response({"counts": counts, "faults_served": self.faults.served})
+            corrupted = [
+                {"host": c.host, "path": c.path, "index": c.index, "field": c.field, "how": c.how}
+                for c in self.corrupted
+            ]
+            return json_response(
+                {"counts": counts, "faults_served": self.faults.served, "corrupted": corrupted}
+            )
 
         app.router.add_get("/_sim/truth", truth)
         app.router.add_post("/_sim/step", step)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from polytape.sim import payloads
+from polytape.sim.corrupt import has_hash, wrong_hash
 from polytape.sim.faults import FaultInjector
 from polytape.sim.httputil import dumps
 from polytape.sim.model import (
@@ -42,6 +44,7 @@ class WsSettings:
 
     subscribe_timeout: float = 10.0
     no_new_assets_interval: float = 5.0
+    reorder_wait: float = 2.0  # ``reorder``: how long a held message waits for the next one
 
 
 @dataclass
@@ -65,6 +68,8 @@ class Connection:
     queue: asyncio.Queue[Outgoing] = field(default_factory=asyncio.Queue)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     frames_sent: int = 0
+    id: int = 0  # target of ``sim.inject(host="ws", connection=id)``
+    faults: list[tuple[str, Any]] = field(default_factory=list)  # (kind, payload affected)
 
     async def send_text(self, text: str) -> None:
         """Send one text frame (serialised with the data sender)."""
@@ -89,6 +94,7 @@ class Hub:
         self.faults = faults
         self.settings = settings
         self.connections: list[Connection] = []
+        self._ids = itertools.count(1)
         world.add_listener(self.on_event)
 
     # ---- routing ------------------------------------------------------------------
@@ -147,10 +153,20 @@ class Hub:
             item = await conn.queue.get()
             if conn.frozen:
                 continue
-            kinds = frozenset({"freeze", "drop", "malformed", "unknown_event"})
+            kinds = frozenset({"freeze", "drop", "malformed", "unknown_event", "reorder"})
             if item.v1 is not None:
-                kinds |= {"v1_price_change"}
-            fault = self.faults.take_ws(kinds)
+                kinds |= {"v1_price_change", "skip_delta"}
+            if has_hash(item.payload):
+                kinds |= {"bad_hash"}
+            fault = self.faults.take_ws(kinds, conn.id)
+            if fault in ("skip_delta", "reorder", "bad_hash"):
+                conn.faults.append((fault, item.payload))
+            if fault == "skip_delta":
+                continue
+            if fault == "reorder":
+                await self._send_next_first(conn)
+            if fault == "bad_hash":
+                item = Outgoing(wrong_hash(item.payload))
             if fault == "freeze":
                 conn.frozen = True
                 continue
@@ -165,6 +181,13 @@ class Hub:
             for frame in frames:
                 await conn.send_text(dumps(frame))
                 conn.frames_sent += 1
+
+    async def _send_next_first(self, conn: Connection) -> None:
+        """``reorder``: send the next queued message (waiting a little for it) before this one."""
+        with contextlib.suppress(TimeoutError):
+            later = await asyncio.wait_for(conn.queue.get(), self.settings.reorder_wait)
+            await conn.send_text(dumps(later.payload))
+            conn.frames_sent += 1
 
     async def _no_new_assets(self, conn: Connection) -> None:
         interval = self.settings.no_new_assets_interval
@@ -222,7 +245,7 @@ class Hub:
         """aiohttp handler of ``GET /ws/market``."""
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
-        conn = Connection(ws, request)
+        conn = Connection(ws, request, id=next(self._ids))
         self.connections.append(conn)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.subscribe_timeout

@@ -1,0 +1,116 @@
+"""``polytape backfill markets``: historical pages, pacing, resume after failure or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import pytest
+from rich.console import Console
+
+from polytape.backfill.markets import EXIT_FAIL, EXIT_OK, backfill_markets, run_backfill, state_key
+from polytape.sim import SimServer
+from polytape.store import Store
+
+from .gamma_truth import stored, truth, when
+from .support import sim_context, sim_settings
+from .test_metadata_jobs import call_hook
+
+FAST = {"backfill_requests_per_second": 200.0, "gamma_page_size": 1}
+
+
+def closed_ids(sim: SimServer) -> list[str]:
+    return sorted((e.id for e in sim.world.events.values() if e.closed), key=int)
+
+
+@pytest.mark.parametrize("paging", ["keyset", "offset"])
+async def test_backfill_closed_stores_history_exactly(sim: SimServer, store: Store, paging: str) -> None:
+    settings = sim_settings(sim, store.url, gamma_paging=paging, **FAST)
+    code = await asyncio.to_thread(backfill_markets, settings, closed=True, since=None)
+    assert code == EXIT_OK
+    expected = truth(sim.world, closed=True)
+    assert len(expected["events"]) >= 3
+    assert all(m["closed"] and not m["active"] for m in expected["markets"])
+    assert stored(store) == expected
+    state = store.get_state(state_key(True, None, paging))
+    assert state["done"] is True and state["pages"] >= len(expected["events"])
+    # a finished backfill run again starts over and changes nothing
+    assert await asyncio.to_thread(backfill_markets, settings, closed=True, since=None) == EXIT_OK
+    assert stored(store) == expected
+
+
+async def test_backfill_since_keeps_later_events(sim: SimServer, store: Store) -> None:
+    ends = sorted(when(sim.world.events[i].end_date) for i in closed_ids(sim))
+    since = ends[len(ends) // 2]
+    out = io.StringIO()
+    async with sim_context(sim, store, **FAST) as ctx:
+        code = await run_backfill(
+            ctx, closed=True, since=since.isoformat(), since_at=since, console=Console(file=out)
+        )
+    assert code == EXIT_OK and "backfill markets done" in out.getvalue()
+    early = frozenset(i for i in closed_ids(sim) if when(sim.world.events[i].end_date) < since)
+    assert early and stored(store) == truth(sim.world, closed=True, skip_events=early)
+
+
+async def test_backfill_resumes_after_a_failed_page(
+    sim: SimServer, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = closed_ids(sim)
+    out = io.StringIO()
+    async with sim_context(sim, store, http_max_retries=0, **FAST) as ctx:
+        call_hook(
+            monkeypatch,
+            ctx.clients.gamma,
+            "events_keyset",
+            3,
+            lambda: sim.inject(host="gamma", path="/events/keyset", kind="503", count=5),
+        )
+        code = await run_backfill(ctx, closed=True, since=None, since_at=None, console=Console(file=out))
+    assert code == EXIT_FAIL and "page 3 failed" in out.getvalue()
+    key = state_key(True, None, "keyset")
+    state = store.get_state(key)
+    assert (state["pages"], state["done"]) == (2, False)
+    assert stored(store) == truth(sim.world, closed=True, skip_events=frozenset(ids[2:]))
+
+    sim.clear_faults()
+    before = len(sim.request_log)
+    out = io.StringIO()
+    async with sim_context(sim, store, **FAST) as ctx:
+        code = await run_backfill(ctx, closed=True, since=None, since_at=None, console=Console(file=out))
+    assert code == EXIT_OK and "resuming after page 2" in out.getvalue()
+    resumed = sim.request_log[before]
+    assert resumed.query.get("after_cursor") == state["after_cursor"]  # not page one again
+    assert stored(store) == truth(sim.world, closed=True)
+    assert store.get_state(key)["done"] is True
+
+
+async def test_backfill_cancelled_mid_way_keeps_what_it_stored(
+    sim: SimServer, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = closed_ids(sim)
+    async with sim_context(sim, store, **FAST) as ctx:
+        task: asyncio.Task[int] | None = None
+
+        def interrupt() -> None:
+            assert task is not None
+            task.cancel()  # what Ctrl-C does to asyncio.run's main task
+
+        call_hook(monkeypatch, ctx.clients.gamma, "events_keyset", 3, interrupt)
+        task = asyncio.create_task(
+            run_backfill(ctx, closed=True, since=None, since_at=None, console=Console(file=io.StringIO()))
+        )
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert stored(store) == truth(sim.world, closed=True, skip_events=frozenset(ids[2:]))
+    assert store.get_state(state_key(True, None, "keyset"))["pages"] == 2
+    settings = sim_settings(sim, store.url, **FAST)
+    assert await asyncio.to_thread(backfill_markets, settings, closed=True, since=None) == EXIT_OK
+    assert stored(store) == truth(sim.world, closed=True)
+
+
+def test_bad_since_is_a_usage_error(sqlite_url: str) -> None:
+    from polytape.config import load_settings
+    from polytape.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="bad time"):
+        backfill_markets(load_settings(database_url=sqlite_url), closed=True, since="last tuesday")
