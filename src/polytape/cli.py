@@ -154,9 +154,18 @@ def backfill_markets(
 def track_add(condition_ids: Annotated[list[str], typer.Argument(help="Condition ids (0x…).")]) -> None:
     """Always track these markets (manual overrides survive universe refreshes)."""
     from polytape.app import open_store
-    from polytape.store.universe import add_manual
+    from polytape.store.universe import add_manual, list_tracked
 
-    store = open_store(settings())
+    s = settings()
+    store = open_store(s)
+    manual = {r["condition_id"] for r in list_tracked(store) if r["source"] == "manual"}
+    total = len(manual | {c.strip() for c in condition_ids if c.strip()})
+    if total > s.max_tracked_markets:
+        _fail(
+            f"{total} manual overrides would exceed the universe cap of {s.max_tracked_markets} "
+            "(POLYTAPE_MAX_TRACKED_MARKETS); remove some or raise the cap",
+            EXIT_FAIL,
+        )
     n = add_manual(store, condition_ids)
     out.print(f"tracking {n} market(s) manually")
 

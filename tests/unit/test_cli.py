@@ -74,3 +74,12 @@ def test_simulate_rejects_unknown_fault_profile(tmp_path: Path) -> None:
     proc = polytape("simulate", "--faults", "apocalypse", cwd=tmp_path)
     assert proc.returncode == 2
     assert "unknown fault profile" in proc.stderr
+
+
+def test_track_add_refuses_past_the_cap(tmp_path: Path) -> None:
+    env = {"POLYTAPE_MAX_TRACKED_MARKETS": "2"}
+    assert polytape("track", "add", "0xa", "0xb", cwd=tmp_path, env=env).returncode == 0
+    proc = polytape("track", "add", "0xc", cwd=tmp_path, env=env)
+    assert proc.returncode == 1
+    assert "exceed the universe cap of 2" in proc.stderr
+    assert "0xc" not in polytape("track", "list", cwd=tmp_path, env=env).stdout

@@ -148,3 +148,11 @@ def test_fault_profile_is_seeded() -> None:
     with pytest.raises(ValueError, match="unknown fault kind"):
         injector.inject("boom")
     assert FaultProfile.named("hostile").ws_freeze_rate > 0
+
+
+def test_gamma_market_ids_are_unique_in_a_large_world() -> None:
+    from polytape.sim import World
+
+    world = World(5, n_events=2500, n_closed_events=0, history_days=0.01, trades_per_day=10)
+    ids = [m.gamma_id for m in world.markets.values()]
+    assert len(ids) == len(set(ids)) > 4000

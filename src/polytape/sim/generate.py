@@ -289,12 +289,24 @@ def generate_universe(rng: random.Random, now: float, n_events: int, n_closed_ev
             event.closed, event.closed_ts = True, close_ts
             for cid in event.market_ids:
                 resolve(markets[cid], close_ts, rng.randint(0, 1))
+    _unique_gamma_ids(markets)
     _assign_quirks(rng, markets)
     wallets = [
         (hex_id(rng, 20), rng.choice(_NAMES), rng.choice(_PSEUDONYMS)) for _ in range(max(40, n_events * 4))
     ]
     oi = {cid: round(m.liquidity * rng.uniform(0.5, 4.0), 6) for cid, m in markets.items()}
     return Universe(tags, sports, events, markets, wallets, open_interest=oi)
+
+
+def _unique_gamma_ids(markets: dict[str, Market]) -> None:
+    """Gamma market ids are unique; random draws can collide in large worlds."""
+    seen: set[str] = set()
+    for market in markets.values():
+        gid = int(market.gamma_id)
+        while str(gid) in seen:
+            gid += 1
+        market.gamma_id = str(gid)
+        seen.add(market.gamma_id)
 
 
 def resolve(market: Market, ts: float, winner: int) -> None:
