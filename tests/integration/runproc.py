@@ -1,0 +1,117 @@
+"""Running ``polytape run`` as a real subprocess against an in-process simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from polytape.sim import SimServer
+from polytape.store import Store
+from polytape.store import schema as s
+
+FAST_CADENCES = {
+    "POLYTAPE_SYNC_GAMMA_EVENTS_INTERVAL": "6",
+    "POLYTAPE_SYNC_TAG_METADATA_INTERVAL": "30",
+    "POLYTAPE_REFRESH_UNIVERSE_INTERVAL": "5",
+    "POLYTAPE_SYNC_OPEN_INTEREST_INTERVAL": "2",
+    "POLYTAPE_SYNC_LARGE_TRADES_INTERVAL": "1",
+    "POLYTAPE_SYNC_ORDERBOOKS_INTERVAL": "1",
+    "POLYTAPE_RUN_SIGNAL_ENGINE_INTERVAL": "1",
+    "POLYTAPE_BOOK_RESYNC_MINUTES": "0.1",
+    "POLYTAPE_SCHEDULE_JITTER_FRACTION": "0",
+}
+
+
+def run_env(sim: SimServer, db_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POLYTAPE_")}
+    env.update(FAST_CADENCES)
+    env.update(
+        {
+            "POLYTAPE_DATABASE_URL": db_url,
+            "POLYTAPE_GAMMA_URL": sim.gamma_url,
+            "POLYTAPE_DATA_API_URL": sim.data_api_url,
+            "POLYTAPE_CLOB_URL": sim.clob_url,
+            "POLYTAPE_CLOB_WS_URL": sim.clob_ws_url,
+            "POLYTAPE_LOG_FORMAT": "json",
+            "POLYTAPE_HTTP_BACKOFF_BASE_SECONDS": "0.05",
+            "POLYTAPE_HTTP_BACKOFF_MAX_SECONDS": "0.5",
+            "POLYTAPE_HTTP_TIMEOUT_SECONDS": "5",
+            "POLYTAPE_TRADES_INITIAL_LOOKBACK_HOURS": "2000",  # older than any simulated trade
+            "POLYTAPE_LARGE_TRADE_USD_THRESHOLD": "300",
+            "POLYTAPE_MIN_LIQUIDITY": "0",
+            "POLYTAPE_SHUTDOWN_GRACE_SECONDS": "5",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def start_run(env: dict[str, str], cwd: Path, log_name: str = "run.log") -> subprocess.Popen[bytes]:
+    log = (cwd / log_name).open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "polytape", "run"], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+
+
+async def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if await asyncio.to_thread(cond):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.25)
+
+
+async def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"polytape run did not exit within {timeout}s")
+        await asyncio.sleep(0.05)
+    return proc.returncode
+
+
+def finished_runs(store: Store) -> dict[str, int]:
+    jr = s.job_runs
+    stmt = sa.select(jr.c.job_name, sa.func.count()).where(jr.c.status != "running").group_by(jr.c.job_name)
+    return store.read(lambda c: {str(n): int(k) for n, k in c.execute(stmt)})
+
+
+def runs_of(store: Store, job: str) -> list[dict[str, Any]]:
+    jr = s.job_runs
+    return store.fetch_all(sa.select(jr).where(jr.c.job_name == job).order_by(jr.c.id))
+
+
+@contextlib.asynccontextmanager
+async def stepping(sim: SimServer, interval: float = 0.3) -> AsyncIterator[asyncio.Event]:
+    """Step the world in the background until the yielded event is set (pause) or exit."""
+    pause = asyncio.Event()
+
+    async def loop() -> None:
+        while not pause.is_set():
+            await sim.step()
+            await asyncio.sleep(interval)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield pause
+    finally:
+        pause.set()
+        await task
+
+
+def terminate(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
