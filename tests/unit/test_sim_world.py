@@ -156,3 +156,23 @@ def test_gamma_market_ids_are_unique_in_a_large_world() -> None:
     world = World(5, n_events=2500, n_closed_events=0, history_days=0.01, trades_per_day=10)
     ids = [m.gamma_id for m in world.markets.values()]
     assert len(ids) == len(set(ids)) > 4000
+
+
+def test_open_neg_risk_groups_start_without_arbitrage() -> None:
+    from decimal import Decimal
+
+    from polytape.sim import World
+
+    world = World(7)
+    checked = 0
+    for event in world.events.values():
+        if not event.neg_risk or event.closed:
+            continue
+        books = [world.markets[cid].book for cid in event.market_ids]
+        if any(b is None or not b.asks or not b.bids for b in books):
+            continue
+        asks = sum((min(b.asks) for b in books if b), Decimal(0))
+        bids = sum((max(b.bids) for b in books if b), Decimal(0))
+        assert bids <= 1 <= asks, (event.id, bids, asks)
+        checked += 1
+    assert checked >= 3

@@ -290,12 +290,36 @@ def generate_universe(rng: random.Random, now: float, n_events: int, n_closed_ev
             for cid in event.market_ids:
                 resolve(markets[cid], close_ts, rng.randint(0, 1))
     _unique_gamma_ids(markets)
+    for event in events.values():
+        if event.neg_risk and not event.closed:
+            _price_group_consistently([markets[cid] for cid in event.market_ids])
     _assign_quirks(rng, markets)
     wallets = [
         (hex_id(rng, 20), rng.choice(_NAMES), rng.choice(_PSEUDONYMS)) for _ in range(max(40, n_events * 4))
     ]
     oi = {cid: round(m.liquidity * rng.uniform(0.5, 4.0), 6) for cid, m in markets.items()}
     return Universe(tags, sports, events, markets, wallets, open_interest=oi)
+
+
+def _price_group_consistently(group: list[Market]) -> None:
+    """Make a neg-risk group's YES prices sum to about 1, as arbitrageurs keep them.
+
+    Prices are drawn independently, which would leave a standing arbitrage in
+    most groups; each book is shifted (by whole ticks) to its rescaled price.
+    """
+    total = sum(m.price for m in group)
+    if total <= 0:
+        return
+    for market in group:
+        target = market.price / total
+        book = market.book
+        if book is not None:
+            step = Decimal(book.tick_size)
+            delta = (Decimal(str(target - market.price)) / step).to_integral_value() * step
+            lo, hi = step, Decimal(1) - step
+            book.bids = {p + delta: q for p, q in book.bids.items() if lo <= p + delta <= hi}
+            book.asks = {p + delta: q for p, q in book.asks.items() if lo <= p + delta <= hi}
+        market.price = target
 
 
 def _unique_gamma_ids(markets: dict[str, Market]) -> None:
