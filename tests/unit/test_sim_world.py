@@ -176,3 +176,13 @@ def test_open_neg_risk_groups_start_without_arbitrage() -> None:
         assert bids <= 1 <= asks, (event.id, bids, asks)
         checked += 1
     assert checked >= 3
+
+
+def test_every_fill_is_priced_inside_the_unit_interval() -> None:
+    from polytape.sim import World
+
+    world = World(14, n_events=12, n_closed_events=2, history_days=2.0, trades_per_day=800)
+    for i in range(300):
+        world.step(now=world.now + 0.3 * (i + 1))
+    prices = [f.price for f in world.trades]
+    assert prices and all(0 < p < 1 for p in prices)

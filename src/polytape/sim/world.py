@@ -191,7 +191,9 @@ class World:
             base = (Decimal(str(yes)) / tick).to_integral_value() * tick
             n_parts = self.rng.choice((1, 1, 1, 1, 1, 2, 3, 4))
             large = self.rng.random() < 0.02
-            parts = [(base + tick * k, self._random_size(yes, large)) for k in range(n_parts)]
+            # a sweep walks away from the touch but never past the price range (tick, 1 - tick)
+            prices = [min(max(base + tick * k, tick), ONE - tick) for k in range(n_parts)]
+            parts = [(p, self._random_size(yes, large)) for p in dict.fromkeys(prices)]
             for fill in self._fills_for_tx(market, index, side, int(ts), parts):
                 self._insert_fill(fill)
         for fill in self.trades:  # books remember the last taker price per token
