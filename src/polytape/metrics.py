@@ -87,6 +87,19 @@ WRITE_QUEUE_DEPTH = Gauge(
     registry=REGISTRY,
 )
 
+SIGNALS_WRITTEN = Counter(
+    "polytape_signals_written",
+    "New rows in signal_events, by signal type.",
+    ["signal_type"],
+    registry=REGISTRY,
+)
+WEBHOOK_DELIVERIES = Counter(
+    "polytape_webhook_deliveries",
+    "Signals handed to the webhook sink, by outcome (sent, failed after retries, dropped).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+
 
 def start_metrics_server(port: int, addr: str = "127.0.0.1") -> None:
     """Serve :data:`REGISTRY` at ``http://addr:port/metrics`` from a daemon thread."""

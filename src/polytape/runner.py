@@ -135,8 +135,20 @@ class Runner:
         for task in background:
             task.cancel()
         await asyncio.wait_for(asyncio.gather(*background, return_exceptions=True), timeout=grace + 5)
+        await self._close_shared(grace)
         await asyncio.to_thread(self._write_heartbeat, stopped=True)
         log.info("polytape run stopped")
+
+    async def _close_shared(self, grace: float) -> None:
+        """Close what components left in ``ctx.shared`` (e.g. the webhook sink)."""
+        for name, obj in list(self.ctx.shared.items()):
+            close = getattr(obj, "aclose", None)
+            if close is None or not asyncio.iscoroutinefunction(close):
+                continue
+            try:
+                await asyncio.wait_for(close(), timeout=grace)
+            except Exception:
+                log.warning("could not close cleanly", component=name, exc_info=True)
 
     # --- jobs ------------------------------------------------------------------------
     def _runner_for(self, name: str) -> Callable[[], Awaitable[JobResult | None]] | None:

@@ -1,0 +1,119 @@
+"""Healing the live books from REST: periodic snapshots and requested resyncs, rate-limited.
+
+Every ``book_resync_minutes`` each tracked token gets a fresh REST snapshot; a token
+the keeper flagged (hash mismatch, delta for an unknown book, broken sequence,
+reconnect, tick-size change) is fetched soon, but never more often than once per
+``min_gap`` seconds, so a hash algorithm that changed under us cannot turn into a
+storm of REST calls (lessons.md #4). Snapshots travel in ``POST /books`` batches.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+
+import structlog
+
+from polytape import metrics
+from polytape.bookfeed.keeper import BookKeeper
+from polytape.bookfeed.rest import fetch_books
+from polytape.clients.clob import ClobClient
+
+log = structlog.get_logger("polytape.bookfeed.healer")
+
+MAX_BATCHES_PER_TICK = 2
+
+
+def resync_gap(resync_seconds: float) -> float:
+    """Shortest time between two forced (not periodic) resyncs of one token."""
+    return min(10.0, max(0.5, resync_seconds / 30))
+
+
+class Healer:
+    """Decides which tokens need a REST snapshot now, fetches and hands them to the keeper."""
+
+    def __init__(
+        self,
+        keeper: BookKeeper,
+        clob: ClobClient,
+        *,
+        resync_seconds: float,
+        batch_size: int,
+        clock: Callable[[], datetime],
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.keeper = keeper
+        self.clob = clob
+        self.resync_seconds = resync_seconds
+        self.min_gap = resync_gap(resync_seconds)
+        self.batch_size = batch_size
+        self.clock = clock
+        self.monotonic = monotonic
+        self.last_attempt: dict[str, float] = {}
+        self.last_forced: dict[str, float] = {}
+        self.last_snapshot: dict[str, float] = {}
+        self.performed: Counter[str] = Counter()
+        self.errors = 0
+
+    def due(self) -> list[tuple[str, str]]:
+        """``(token, reason)`` pairs to fetch now, requested ones first, capped per tick."""
+        now = self.monotonic()
+        keeper = self.keeper
+        out: list[tuple[str, str]] = []
+        for token_id, reason in keeper.wanted.items():
+            waited = now - self.last_forced.get(token_id, -math.inf)
+            if token_id not in keeper.in_flight and waited >= self.min_gap:
+                out.append((token_id, reason))
+        chosen = {t for t, _ in out}
+        for token_id in keeper.registry.conditions:
+            if token_id in chosen or token_id in keeper.in_flight:
+                continue
+            age = now - self.last_snapshot.get(token_id, -math.inf)
+            if (
+                age >= self.resync_seconds
+                and now - self.last_attempt.get(token_id, -math.inf) >= self.min_gap
+            ):
+                out.append((token_id, "periodic"))
+        return out[: self.batch_size * MAX_BATCHES_PER_TICK]
+
+    async def tick(self) -> set[str]:
+        """Fetch what is due; returns the tokens whose books changed."""
+        due = self.due()
+        if not due:
+            return set()
+        tokens = [t for t, _ in due]
+        now = self.monotonic()
+        for token_id, reason in due:
+            self.last_attempt[token_id] = now
+            if reason != "periodic":
+                self.last_forced[token_id] = now
+            self.performed[reason] += 1
+            metrics.BOOK_RESYNCS.labels(reason=reason).inc()
+        self.keeper.begin_fetch(tokens)
+        got = await fetch_books(self.clob, tokens, self.batch_size)
+        received_at = self.clock()
+        done = self.monotonic()
+        changed: set[str] = set()
+        for token_id, msg in got.books.items():
+            changed |= self.keeper.apply_rest(msg, received_at)
+            self.last_snapshot[token_id] = done
+        for token_id in got.missing:
+            changed |= self.keeper.no_book(token_id)
+            self.last_snapshot[token_id] = done
+        for token_id in got.failed:
+            changed |= self.keeper.fetch_failed(token_id, received_at)
+        for rejected in got.rejected:
+            self.keeper.reject(rejected, received_at)
+        if got.errors:
+            self.errors += len(got.errors)
+            log.warning("book resync failed", tokens=len(got.failed), error=got.errors[0][:300])
+        return changed
+
+    def forget(self, token_id: str) -> None:
+        """A token left the universe."""
+        self.last_attempt.pop(token_id, None)
+        self.last_forced.pop(token_id, None)
+        self.last_snapshot.pop(token_id, None)

@@ -1,0 +1,397 @@
+"""Applying market-channel messages to the books: verify, buffer around snapshots, ask for heals.
+
+Pure (no I/O, no clock): :class:`BookKeeper` takes frames and REST snapshots with
+their receive times and updates a :class:`BookRegistry`. It decides *what* needs a
+REST resync (``wanted``, with a reason); the feed decides *when* (rate-limited).
+
+Snapshot/delta races (lessons.md #3): while a REST snapshot of a token is in flight,
+its deltas are buffered instead of applied (until then a suspect book keeps following
+the deltas: a rate-limited resync must not freeze it). When the snapshot
+arrives, buffered deltas it already covers are dropped (those up to the one whose hash
+equals the snapshot's, else those older than its timestamp) and the rest replayed.
+A book is thrown away on a tick-size change and on unsubscribe.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Container
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import structlog
+
+from polytape.books import BookRegistry, OrderBook
+from polytape.normalize.books import (
+    BookMsg,
+    LastTradePriceMsg,
+    MarketResolvedMsg,
+    Message,
+    PriceChangeMsg,
+    Rejected,
+    TextFrame,
+    TickSizeChangeMsg,
+    decode_frame,
+    level_changes,
+    timestamp_ms,
+)
+
+log = structlog.get_logger("polytape.bookfeed")
+
+RESUBSCRIBE_AFTER = 3  # consecutive mismatches of one token before resubscribing it
+SAMPLES_PER_KIND = 20  # rejected payloads kept per kind and window (a flood is sampled)
+SAMPLE_WINDOW = timedelta(minutes=1)
+MAX_BUFFERED = 5_000  # buffered messages per token; older ones are covered by the snapshot
+LTP = "LTP"  # pseudo side of a buffered last_trade_price
+
+BufferedChange = tuple[str, str, str, str | None]  # side, price, size, hash
+
+
+@dataclass(slots=True)
+class Buffered:
+    """A message held back while a snapshot is awaited."""
+
+    ts_ms: int
+    ts: str | int
+    changes: list[BufferedChange]
+
+
+@dataclass
+class FeedStats:
+    """Counters of the feed (published as its health)."""
+
+    messages_total: int = 0
+    by_type: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    resyncs: Counter[str] = field(default_factory=Counter)
+    hash_mismatches: int = 0
+    unknown_book_deltas: int = 0
+    stale_deltas: int = 0
+    untracked: int = 0
+    no_book: int = 0
+    last_message_at: datetime | None = None
+
+
+_TYPE_NAMES: dict[type, str] = {}
+
+
+def _type_name(msg: Message) -> str:
+    cls = type(msg)
+    name = _TYPE_NAMES.get(cls)
+    if name is None:
+        name = _TYPE_NAMES[cls] = str(cls.__struct_config__.tag)
+    return name
+
+
+class BookKeeper:
+    """Turns frames and snapshots into book state (see the module notes)."""
+
+    def __init__(self, registry: BookRegistry, *, verify: bool = True) -> None:
+        self.registry = registry
+        self.verify = verify
+        self.stats = FeedStats()
+        self.wanted: dict[str, str] = {}  # token -> reason of the resync it needs
+        self.in_flight: set[str] = set()
+        self.buffers: dict[str, list[Buffered]] = {}
+        self.unverifiable: set[str] = set()  # REST's own hash did not reproduce here
+        self.resubscribe: set[str] = set()
+        self.rejected: list[tuple[Rejected, datetime]] = []
+        self._streak: Counter[str] = Counter()
+        self._logged: set[str] = set()
+        self._samples: dict[str, tuple[datetime, int]] = {}
+
+    # ---- frames --------------------------------------------------------------------------
+
+    def handle_frame(
+        self, frame: str | bytes, received_at: datetime, owned: Container[str] | None = None
+    ) -> set[str]:
+        """Apply every message of one frame; returns the tokens whose levels changed.
+
+        ``owned`` are the assets subscribed on the frame's connection: a ``price_change``
+        carries both tokens of a market and reaches every connection following either, so
+        each connection applies only its own tokens' changes (else a sibling followed on
+        another socket would get every change twice, out of order).
+        """
+        changed: set[str] = set()
+        for item in decode_frame(frame):
+            if isinstance(item, TextFrame):
+                self._on_text(item)
+            elif isinstance(item, Rejected):
+                self.reject(item, received_at)
+            else:
+                self.stats.messages_total += 1
+                self.stats.by_type[_type_name(item)] += 1
+                self.stats.last_message_at = received_at
+                self._dispatch(item, received_at, changed, owned)
+        return changed
+
+    def _dispatch(
+        self, msg: Message, received_at: datetime, changed: set[str], owned: Container[str] | None
+    ) -> None:
+        if isinstance(msg, PriceChangeMsg):
+            self._on_price_change(msg, received_at, changed, owned)
+        elif isinstance(msg, BookMsg):
+            self._on_book(msg, received_at, changed)
+        elif isinstance(msg, LastTradePriceMsg):
+            self._on_last_trade(msg)
+        elif isinstance(msg, TickSizeChangeMsg):
+            if self.registry.is_tracked(msg.asset_id):
+                self.registry.discard(msg.asset_id)
+                self.request_resync(msg.asset_id, "tick_size")
+                changed.add(msg.asset_id)
+        elif isinstance(msg, MarketResolvedMsg):
+            for token_id in msg.assets_ids:
+                if self.registry.discard(token_id) is not None:
+                    changed.add(token_id)
+                self._forget_heal(token_id)
+        # best_bid_ask and new_market are counted only
+
+    def _on_text(self, item: TextFrame) -> None:
+        self.stats.by_type["text:" + item.text] += 1
+        if item.text == "INVALID OPERATION" and "INVALID OPERATION" not in self._logged:
+            self._logged.add("INVALID OPERATION")
+            log.warning("market channel answered INVALID OPERATION to a subscription frame")
+
+    def reject(self, item: Rejected, received_at: datetime) -> None:
+        """Count a bad payload, log its kind once, keep a sample for ``rejected_payloads``."""
+        self.stats.rejected[item.kind] += 1
+        if item.kind not in self._logged:
+            self._logged.add(item.kind)
+            log.warning("market channel payload rejected", kind=item.kind, reason=item.reason[:300])
+        start, n = self._samples.get(item.kind, (received_at, 0))
+        if received_at - start > SAMPLE_WINDOW:
+            start, n = received_at, 0
+        if n < SAMPLES_PER_KIND:
+            self.rejected.append((item, received_at))
+        self._samples[item.kind] = (start, n + 1)
+
+    # ---- messages ------------------------------------------------------------------------
+
+    def _on_book(self, msg: BookMsg, received_at: datetime, changed: set[str]) -> None:
+        token_id = msg.asset_id
+        if not self.registry.is_tracked(token_id):
+            self.stats.untracked += 1
+            return
+        book = self.registry.ensure(token_id, msg.market)
+        try:
+            book.apply_snapshot(msg, received_at)
+        except ValueError as exc:
+            self.reject(Rejected("invalid:book", f"absurd book: {exc}", _raw(msg)), received_at)
+            return
+        if token_id in self.in_flight:
+            self.buffers[token_id] = []  # what was held back is older than this snapshot
+        elif token_id in self.wanted:
+            self._forget_heal(token_id)  # a full snapshot is the heal
+        self._check(book, msg.hash)
+        changed.add(token_id)
+
+    def _on_price_change(
+        self, msg: PriceChangeMsg, received_at: datetime, changed: set[str], owned: Container[str] | None
+    ) -> None:
+        try:
+            ts_ms = timestamp_ms(msg.timestamp)
+        except ValueError as exc:
+            self.reject(Rejected("invalid:price_change", f"bad timestamp: {exc}", _raw(msg)), received_at)
+            return
+        books, buffers = self.registry.books, self.buffers
+        follows = self.registry.conditions if owned is None else owned
+        held: dict[str, Buffered] = {}
+        last_hash: dict[str, str | None] = {}
+        bad = False
+        for ch in level_changes(msg):
+            token_id = ch.asset_id
+            if token_id not in follows:
+                continue
+            if token_id in buffers:
+                entry = held.get(token_id)
+                if entry is None:
+                    entry = held[token_id] = Buffered(ts_ms, msg.timestamp, [])
+                    self._hold(token_id, entry)
+                entry.changes.append((ch.side, ch.price, ch.size, ch.hash))
+                continue
+            book = books.get(token_id)
+            if book is None or not book.has_snapshot:
+                if token_id not in self.wanted:
+                    self.stats.unknown_book_deltas += 1
+                    self.request_resync(token_id, "unknown_book")
+                continue
+            if ts_ms < book.timestamp_ms:
+                self.stats.stale_deltas += 1
+                if ts_ms > book.snapshot_ms:  # older than a delta already applied: out of order
+                    self.request_resync(token_id, "sequence")
+                continue  # else the snapshot (REST answers outrun the socket) covers it
+            try:
+                book.apply_change(ch.side, ch.price, ch.size, msg.timestamp, ts_ms)
+            except ValueError as exc:
+                bad = bad or self._reject_once(msg, exc, received_at)
+                continue
+            book.received_at = received_at
+            if ch.hash and ts_ms > book.snapshot_ms:  # same millisecond: the snapshot may cover it
+                last_hash[token_id] = ch.hash
+            changed.add(token_id)
+        for token_id, expected in last_hash.items():
+            self._check(books[token_id], expected)
+
+    def _reject_once(self, msg: PriceChangeMsg, exc: ValueError, received_at: datetime) -> bool:
+        self.reject(Rejected("invalid:price_change", f"absurd level: {exc}", _raw(msg)), received_at)
+        return True
+
+    def _on_last_trade(self, msg: LastTradePriceMsg) -> None:
+        token_id = msg.asset_id
+        if token_id in self.buffers:
+            try:
+                ts_ms = timestamp_ms(msg.timestamp)
+            except ValueError:
+                ts_ms = 0
+            self._hold(token_id, Buffered(ts_ms, msg.timestamp, [(LTP, msg.price, "", None)]))
+            return
+        book = self.registry.books.get(token_id)
+        if book is not None:
+            book.set_last_trade_price(msg.price)
+
+    def _hold(self, token_id: str, entry: Buffered) -> None:
+        buf = self.buffers[token_id]
+        buf.append(entry)
+        if len(buf) > MAX_BUFFERED:
+            del buf[: len(buf) - MAX_BUFFERED]
+
+    # ---- verification and heal requests ------------------------------------------------------
+
+    def _check(self, book: OrderBook, expected: str | None) -> None:
+        if not self.verify or not expected:
+            return
+        if book.token_id in self.unverifiable:
+            book.hash = expected
+            book.hash_status = "unknown"
+            return
+        status = book.verify(expected)
+        if status == "corrupted":
+            self.stats.hash_mismatches += 1
+            self._streak[book.token_id] += 1
+            if self._streak[book.token_id] >= RESUBSCRIBE_AFTER:
+                self.resubscribe.add(book.token_id)
+                del self._streak[book.token_id]
+            self.request_resync(book.token_id, "hash_mismatch")
+        elif status == "verified":
+            self._streak.pop(book.token_id, None)
+
+    def request_resync(self, token_id: str, reason: str) -> None:
+        """Ask for a REST snapshot of a tracked token (the healer decides when)."""
+        if not self.registry.is_tracked(token_id) or token_id in self.wanted:
+            return
+        self.wanted[token_id] = reason
+        self.stats.resyncs[reason] += 1
+
+    def _forget_heal(self, token_id: str) -> None:
+        self.wanted.pop(token_id, None)
+        self.buffers.pop(token_id, None)
+
+    def forget(self, token_id: str) -> None:
+        """A token left the universe: drop its book and any pending heal."""
+        self.registry.untrack(token_id)
+        self._forget_heal(token_id)
+        self.in_flight.discard(token_id)
+        self.unverifiable.discard(token_id)
+        self.resubscribe.discard(token_id)
+        self._streak.pop(token_id, None)
+
+    # ---- REST snapshots ------------------------------------------------------------------------
+
+    def begin_fetch(self, token_ids: list[str]) -> None:
+        """REST snapshots of these tokens are in flight: buffer their deltas from now on."""
+        for token_id in token_ids:
+            self.in_flight.add(token_id)
+            self.buffers.setdefault(token_id, [])
+
+    def fetch_failed(self, token_id: str, received_at: datetime) -> set[str]:
+        """The snapshot did not come: replay what was held back; the heal stays wanted."""
+        self.in_flight.discard(token_id)
+        buf = self.buffers.pop(token_id, [])
+        book = self.registry.books.get(token_id)
+        if book is None or not book.has_snapshot:
+            return set()
+        self._replay(book, buf, received_at)
+        return {token_id}
+
+    def no_book(self, token_id: str) -> set[str]:
+        """REST has no book for the token (closed, resolved): throw ours away."""
+        self.in_flight.discard(token_id)
+        self._forget_heal(token_id)
+        self.stats.no_book += 1
+        return {token_id} if self.registry.discard(token_id) is not None else set()
+
+    def apply_rest(self, msg: BookMsg, received_at: datetime) -> set[str]:
+        """Apply a REST snapshot, then replay the deltas it does not cover."""
+        token_id = msg.asset_id
+        self.in_flight.discard(token_id)
+        reason = self.wanted.pop(token_id, None)
+        buf = self.buffers.pop(token_id, [])
+        if not self.registry.is_tracked(token_id):
+            return set()
+        try:
+            rest_ms = timestamp_ms(msg.timestamp)
+        except ValueError as exc:
+            self.reject(Rejected("invalid:book", f"bad /book timestamp: {exc}", _raw(msg)), received_at)
+            return set()
+        book = self.registry.ensure(token_id, msg.market)
+        if reason is not None or not book.has_snapshot or rest_ms >= book.timestamp_ms:
+            try:
+                book.apply_snapshot(msg, received_at, source="rest")
+            except ValueError as exc:
+                self.reject(Rejected("invalid:book", f"absurd /book: {exc}", _raw(msg)), received_at)
+                return set()
+            self._verify_rest(book, msg.hash)
+            buf = _not_covered(buf, msg.hash, rest_ms)
+        else:  # our book is newer than the answer: keep it, learn the REST-only fields
+            book.min_order_size = msg.min_order_size or book.min_order_size
+            book.neg_risk = msg.neg_risk if msg.neg_risk is not None else book.neg_risk
+            book.meta_dirty = True
+        book.received_at = received_at
+        self._replay(book, buf, received_at)
+        return {token_id}
+
+    def _verify_rest(self, book: OrderBook, expected: str) -> None:
+        """A REST book whose own hash does not reproduce means the algorithm changed."""
+        if not self.verify or not expected:
+            return
+        if book.verify(expected) == "corrupted":
+            if book.token_id not in self.unverifiable and "rest_hash" not in self._logged:
+                self._logged.add("rest_hash")
+                log.warning("REST book hash does not reproduce; hash checks off for such books")
+            self.unverifiable.add(book.token_id)
+            book.hash_status = "unknown"
+        else:
+            self.unverifiable.discard(book.token_id)
+            self._streak.pop(book.token_id, None)
+
+    def _replay(self, book: OrderBook, buf: list[Buffered], received_at: datetime) -> None:
+        for entry in buf:
+            last: str | None = None
+            for side, price, size, digest in entry.changes:
+                if side == LTP:
+                    book.set_last_trade_price(price)
+                    continue
+                try:
+                    book.apply_change(side, price, size, entry.ts, entry.ts_ms)
+                except ValueError:
+                    continue  # already rejected when it arrived
+                last = digest or last
+            if last is not None and entry.ts_ms > book.snapshot_ms:
+                self._check(book, last)
+        if buf:
+            book.received_at = received_at
+
+
+def _not_covered(buf: list[Buffered], snapshot_hash: str, snapshot_ms: int) -> list[Buffered]:
+    """Buffered messages a snapshot does not already contain."""
+    if snapshot_hash:
+        for i in range(len(buf) - 1, -1, -1):
+            if any(c[3] == snapshot_hash for c in buf[i].changes):
+                return buf[i + 1 :]
+    return [entry for entry in buf if entry.ts_ms >= snapshot_ms]
+
+
+def _raw(msg: Message) -> object:
+    import msgspec
+
+    return msgspec.to_builtins(msg)

@@ -1,0 +1,333 @@
+"""The WebSocket book feed: connections, universe following, healing and persistence.
+
+:class:`BookFeed` splits the tracked tokens over market-channel connections
+(``ws_assets_per_connection`` each), follows universe changes with subscribe and
+unsubscribe frames (``ctx.shared["on_universe_change"]`` for this process, a poll of
+the ``sync_state`` key ``"universe"`` for refreshes elsewhere), feeds every frame to
+the :class:`BookKeeper`, heals from REST (:class:`Healer`) and persists at a bounded
+cadence (:class:`BookWriter`). Live books are published as ``ctx.shared["books"]``;
+``ctx.shared["on_book_change"]``, when set, is called with the tokens that changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from polytape import metrics
+from polytape.bookfeed.healer import Healer
+from polytape.bookfeed.keeper import BookKeeper
+from polytape.bookfeed.writer import BookWriter
+from polytape.books import BookRegistry
+from polytape.clients.clob import ClobClient
+from polytape.clients.clob_ws import MarketChannel
+from polytape.config import Settings
+from polytape.store import Store
+from polytape.store.universe import tracked_tokens, universe_version
+
+log = structlog.get_logger("polytape.bookfeed")
+
+HEAL_TICK = 0.25  # seconds between looks for books due a REST snapshot
+FLUSHES_PER_INTERVAL = 8  # flush ticks per persist interval (each book at most once per interval)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class BookFeed:
+    """The order-book side of ``polytape run`` when ``ws_enabled`` (see the module notes)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        clob: ClobClient,
+        *,
+        registry: BookRegistry | None = None,
+        shared: dict[str, Any] | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+        universe_poll_seconds: float = 10.0,
+        health_interval: float = 5.0,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clob = clob
+        self.registry = registry if registry is not None else BookRegistry()
+        self.shared = shared if shared is not None else {}
+        self.clock = clock
+        self.universe_poll_seconds = universe_poll_seconds
+        self.keeper = BookKeeper(self.registry, verify=settings.ws_verify_hashes)
+        self.healer = Healer(
+            self.keeper,
+            clob,
+            resync_seconds=settings.book_resync_minutes * 60,
+            batch_size=settings.books_batch_size,
+            clock=clock,
+        )
+        self.writer = BookWriter(
+            store,
+            self.keeper,
+            clock,
+            self.health,
+            health_interval,
+            min_interval=settings.book_persist_interval_seconds,
+        )
+        self.channels: dict[str, MarketChannel] = {}
+        self.owner: dict[str, str] = {}  # token -> channel name
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._universe_event = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._universe_version = -1
+        self._channel_seq = 0
+        self._health_mark: tuple[float, int] = (time.monotonic(), 0)
+        self._metric_marks: dict[str, int] = {}
+        self._hour: deque[tuple[float, int, int, int]] = (
+            deque()
+        )  # (monotonic, reconnects, resyncs, mismatches)
+        self.shared["books"] = self.registry
+        self.shared["on_universe_change"] = self.on_universe_change
+        self.shared["book_feed"] = self
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until cancelled or :meth:`stop`; the last changes are flushed on the way out."""
+        loops = [
+            asyncio.create_task(
+                self._every(self.settings.book_persist_interval_seconds / FLUSHES_PER_INTERVAL, self._flush)
+            ),
+            asyncio.create_task(self._every(HEAL_TICK, self._heal)),
+            asyncio.create_task(self._universe_loop()),
+        ]
+        try:
+            await self._stop.wait()
+        finally:
+            for task in [*loops, *self._tasks.values()]:
+                task.cancel()
+            for task in [*loops, *self._tasks.values()]:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self._tasks.clear()
+            await self.writer.flush(force_health=True)
+
+    async def stop(self) -> None:
+        """Ask :meth:`run` to finish (it flushes before returning)."""
+        self._stop.set()
+
+    async def _every(self, seconds: float, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` at a fixed rate (a slow round shortens the next wait, never stacks)."""
+        next_at = time.monotonic()
+        while True:
+            try:
+                await fn()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one failed round must not end the feed
+                log.exception("book feed task failed", task=getattr(fn, "__name__", "?"))
+            next_at = max(next_at + seconds, time.monotonic())
+            await asyncio.sleep(next_at - time.monotonic())
+
+    async def _flush(self) -> None:
+        await self.writer.flush()
+        self._export_metrics()
+
+    async def _heal(self) -> None:
+        await self._resubscribe_flagged()
+        self._notify(await self.healer.tick())
+
+    # ---- frames ----------------------------------------------------------------------------
+
+    def _on_frame(self, channel: MarketChannel, text: str) -> None:
+        self._notify(self.keeper.handle_frame(text, self.clock(), channel.assets))
+
+    def _on_connect(self, channel: MarketChannel, is_reconnect: bool) -> None:
+        if not is_reconnect:
+            return
+        metrics.WS_RECONNECTS.inc()
+        for token_id in channel.assets:
+            self.keeper.request_resync(token_id, "reconnect")
+
+    def _notify(self, changed: set[str]) -> None:
+        callback = self.shared.get("on_book_change")
+        if changed and callback is not None:
+            try:
+                callback(changed)
+            except Exception:
+                log.exception("on_book_change callback failed")
+
+    async def _resubscribe_flagged(self) -> None:
+        flagged, self.keeper.resubscribe = self.keeper.resubscribe, set()
+        for name, ids in self._by_channel(flagged).items():
+            log.info("resubscribing tokens with repeated hash mismatches", channel=name, tokens=len(ids))
+            await self.channels[name].resubscribe(ids)
+
+    # ---- universe -----------------------------------------------------------------------------
+
+    def on_universe_change(self, added: set[str], removed: set[str]) -> None:
+        """Callback for ``refresh-universe`` in this process: reconcile with the store now."""
+        self._universe_event.set()
+
+    async def _universe_loop(self) -> None:
+        while True:
+            try:
+                version = await asyncio.to_thread(universe_version, self.store)
+                if version != self._universe_version or self._universe_event.is_set():
+                    self._universe_event.clear()
+                    self._universe_version = version
+                    await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("universe reconcile failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._universe_event.wait(), self.universe_poll_seconds)
+
+    async def reconcile(self) -> tuple[set[str], set[str]]:
+        """Follow exactly the tracked tokens of the store; returns (added, removed)."""
+        wanted = await asyncio.to_thread(tracked_tokens, self.store)
+        current = set(self.owner)
+        added = set(wanted) - current
+        removed = current - set(wanted)
+        if removed:
+            await self._remove(removed)
+        if added:
+            await self._add({t: wanted[t] for t in added})
+        if added or removed:
+            log.info("book feed universe changed", added=len(added), removed=len(removed), tokens=len(wanted))
+        return added, removed
+
+    async def _add(self, tokens: dict[str, str]) -> None:
+        limit = self.settings.ws_assets_per_connection
+        pending: dict[str, list[str]] = {}
+        for token_id in sorted(tokens):
+            self.registry.track(token_id, tokens[token_id])
+            name = next(
+                (n for n, ch in self.channels.items() if len(ch.assets) + len(pending.get(n, [])) < limit),
+                None,
+            )
+            if name is None:
+                name = self._new_channel()
+            pending.setdefault(name, []).append(token_id)
+            self.owner[token_id] = name
+        for name, ids in pending.items():
+            channel = self.channels[name]
+            if name in self._tasks:
+                await channel.subscribe(ids)
+            else:
+                channel.assets.update(ids)
+                self._tasks[name] = asyncio.create_task(channel.run(), name=f"book-feed-{name}")
+
+    def _new_channel(self) -> str:
+        self._channel_seq += 1
+        name = f"ws-{self._channel_seq}"
+        s = self.settings
+        channel = self.channels[name] = MarketChannel(
+            s.clob_ws_url,
+            (),
+            on_frame=lambda text, _at: self._on_frame(channel, text),
+            on_connect=self._on_connect,
+            ping_interval=s.ws_ping_interval_seconds,
+            silence_timeout=s.ws_silence_timeout_seconds,
+            reconnect_max=s.ws_reconnect_max_seconds,
+            subscribe_chunk=s.ws_subscribe_chunk,
+            name=name,
+        )
+        return name
+
+    async def _remove(self, tokens: set[str]) -> None:
+        for name, ids in self._by_channel(tokens).items():
+            channel = self.channels[name]
+            await channel.unsubscribe(ids)
+            if not channel.assets:
+                task = self._tasks.pop(name, None)
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+                del self.channels[name]
+        for token_id in tokens:
+            self.writer.last_written.pop(token_id, None)
+            self.owner.pop(token_id, None)
+            self.keeper.forget(token_id)
+            self.healer.forget(token_id)
+        self.writer.removed.update(tokens)
+        self._notify(set(tokens))
+
+    def _by_channel(self, tokens: Iterable[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for token_id in sorted(tokens):
+            name = self.owner.get(token_id)
+            if name is not None and name in self.channels:
+                out.setdefault(name, []).append(token_id)
+        return out
+
+    # ---- health ------------------------------------------------------------------------------
+
+    def health(self, now: datetime) -> dict[str, Any]:
+        """The ``ws_feed`` health snapshot ``polytape status`` shows."""
+        stats = self.keeper.stats
+        mono = time.monotonic()
+        last_mono, last_total = self._health_mark
+        rate = (stats.messages_total - last_total) / max(mono - last_mono, 1e-9)
+        self._health_mark = (mono, stats.messages_total)
+        stale_after = self.settings.book_stale_seconds
+        stale = sum(
+            1
+            for token_id in self.registry.conditions
+            if (book := self.registry.books.get(token_id)) is None
+            or book.received_at is None
+            or (now - book.received_at).total_seconds() > stale_after
+        )
+        last = stats.last_message_at
+        reconnects = sum(ch.reconnects for ch in self.channels.values())
+        resyncs = sum(v for k, v in self.healer.performed.items() if k != "periodic")
+        self._hour.append((mono, reconnects, resyncs, stats.hash_mismatches))
+        while self._hour[0][0] < mono - 3600:
+            self._hour.popleft()
+        _, r0, s0, m0 = self._hour[0]
+        return {
+            "updated_at": now.isoformat(),
+            "connections": sum(1 for ch in self.channels.values() if ch.connected),
+            "tokens_subscribed": sum(len(ch.assets) for ch in self.channels.values()),
+            "messages_total": stats.messages_total,
+            "messages_per_s": round(rate, 2),
+            "reconnects": reconnects,
+            "resyncs": dict(self.healer.performed),
+            "hash_mismatches": stats.hash_mismatches,
+            "reconnects_1h": reconnects - r0,
+            "resyncs_1h": resyncs - s0,  # forced ones (mismatch, reconnect, ...), not periodic
+            "hash_mismatches_1h": stats.hash_mismatches - m0,
+            "stale_books": stale,
+            "last_message_at": last.isoformat() if last else None,
+            "books": len(self.registry),
+            "unknown_book_deltas": stats.unknown_book_deltas,
+            "rejected": dict(stats.rejected),
+            "messages_by_type": dict(stats.by_type),
+        }
+
+    def _export_metrics(self) -> None:
+        """Move counter deltas into Prometheus once per flush (not once per message)."""
+        stats = self.keeper.stats
+        for name, total in stats.by_type.items():
+            key = "type:" + name
+            metrics.WS_MESSAGES.labels(event_type=name).inc(total - self._metric_marks.get(key, 0))
+            self._metric_marks[key] = total
+        delta = stats.hash_mismatches - self._metric_marks.get("mismatch", 0)
+        metrics.BOOK_HASH_MISMATCHES.inc(delta)
+        self._metric_marks["mismatch"] = stats.hash_mismatches
+        if stats.last_message_at is not None:
+            metrics.BOOK_LAG_SECONDS.set((self.clock() - stats.last_message_at).total_seconds())
+
+
+async def run_feed(ctx: Any) -> None:
+    """Entry point for ``polytape run``: the feed of ``ctx`` (a JobContext) until cancelled."""
+    feed = BookFeed(ctx.settings, ctx.store, ctx.clients.clob, shared=ctx.shared, clock=ctx.clock)
+    await feed.run()

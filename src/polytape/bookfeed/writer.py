@@ -1,0 +1,117 @@
+"""Persisting the live books: one transaction per flush, only what changed, plus feed health.
+
+Flushes run several times per ``book_persist_interval_seconds`` and each takes the
+books with unsaved changes that were not written within that interval, so every book
+is written at most once per interval without waiting for a global tick. A write is
+its ``orderbooks`` row, its changed levels upserted and removed ones deleted (a full
+replacement for a new book). Rejected payloads, books of tokens that left the
+universe and, every few seconds, the ``sync_state`` key ``"ws_feed"`` go in the same
+transaction.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from polytape import metrics
+from polytape.bookfeed.keeper import BookKeeper
+from polytape.errors import StoreError
+from polytape.store import Store
+from polytape.store.books import BookWrite, delete_books, write_books
+from polytape.store.core import Tx
+from polytape.store.runs import rejected_row
+
+log = structlog.get_logger("polytape.bookfeed.writer")
+
+HEALTH_KEY = "ws_feed"
+REJECT_SOURCE = "clob.ws"
+FlushHook = Callable[[datetime, dict[str, int]], None]  # (committed_at, token -> book ts ms)
+
+
+@dataclass
+class FlushResult:
+    """What one flush wrote."""
+
+    books: int = 0
+    levels: int = 0
+    rejected: int = 0
+    deleted: int = 0
+    health: bool = False
+
+
+@dataclass
+class BookWriter:
+    """Builds and commits flushes of the keeper's books."""
+
+    store: Store
+    keeper: BookKeeper
+    clock: Callable[[], datetime]
+    health: Callable[[datetime], dict[str, Any]]
+    health_interval: float = 5.0
+    min_interval: float = 0.0  # per book, seconds between two writes
+    on_flush: FlushHook | None = None
+    monotonic: Callable[[], float] = time.monotonic
+    last_written: dict[str, float] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)
+    flushes: int = 0
+    failures: int = 0
+    _last_health: datetime | None = None
+
+    async def flush(self, *, force_health: bool = False) -> FlushResult:
+        """Write everything pending in one transaction (a failed write is retried next time)."""
+        now = self.clock()
+        batch = BookWrite()
+        stamps: dict[str, int] = {}
+        mono = self.monotonic()
+        ready = mono - self.min_interval
+        last_written = self.last_written
+        for book in self.keeper.registry.books.values():
+            if book.pending_write and (force_health or last_written.get(book.token_id, -math.inf) <= ready):
+                batch.add(book, now)
+                stamps[book.token_id] = book.timestamp_ms
+                last_written[book.token_id] = mono
+        rejected, self.keeper.rejected = self.keeper.rejected, []
+        rows = [rejected_row(REJECT_SOURCE, r.reason, r.raw, at) for r, at in rejected]
+        removed, self.removed = sorted(self.removed), set()
+        due = self._last_health is None or (now - self._last_health).total_seconds() >= self.health_interval
+        health = self.health(now) if (due or force_health) else None
+        result = FlushResult(len(batch.rows), 0, len(rows), len(removed), health is not None)
+        if not (batch or rows or removed or health):
+            return result
+
+        def write(tx: Tx) -> int:
+            tx.reject(rows)
+            delete_books(tx, removed)
+            levels = write_books(tx, batch, now)
+            if health is not None:
+                tx.set_state(HEALTH_KEY, health, now)
+            return levels
+
+        try:
+            result.levels = await self.store.awrite(write)
+        except StoreError as exc:
+            self.failures += 1
+            log.error("book flush failed; will rewrite those books", error=str(exc)[:300])
+            for row in batch.rows:
+                stale = self.keeper.registry.books.get(row["token_id"])
+                if stale is not None:
+                    stale.force_full_write()
+            self.removed.update(removed)
+            return FlushResult()
+        self.flushes += 1
+        if health is not None:
+            self._last_health = now
+        metrics.ROWS_WRITTEN.labels(table="orderbook_levels").inc(result.levels)
+        metrics.ROWS_WRITTEN.labels(table="orderbooks").inc(result.books)
+        if rows:
+            metrics.REJECTED_PAYLOADS.labels(source=REJECT_SOURCE).inc(len(rows))
+        if self.on_flush is not None and stamps:
+            self.on_flush(self.clock(), stamps)
+        return result

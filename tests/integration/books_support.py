@@ -1,0 +1,102 @@
+"""Helpers for the order-book integration tests: truth vs store, a running feed, a stepping world."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from polytape.bookfeed import BookFeed
+from polytape.jobs.base import JobContext
+from polytape.sim import SimServer
+from polytape.store import Store
+from polytape.store.books import latest_books
+from polytape.store.universe import tracked_tokens
+
+Levels = tuple[list[tuple[float, float]], list[tuple[float, float]]]
+
+
+def truth_levels(sim: SimServer, token_id: str) -> Levels | None:
+    """The simulator's current book of a token: bids high→low, asks low→high (None: no book)."""
+    book = sim.world.books.get(token_id)
+    if book is None:
+        return None
+    bids = sorted(((float(lvl["price"]), float(lvl["size"])) for lvl in book["bids"]), reverse=True)
+    asks = sorted((float(lvl["price"]), float(lvl["size"])) for lvl in book["asks"])
+    return bids, asks
+
+
+def mismatched(sim: SimServer, store: Store, tokens: list[str]) -> list[str]:
+    """Tokens whose stored levels differ from the simulator's truth (level by level)."""
+    stored = latest_books(store, tokens)
+    bad = []
+    for token_id in tokens:
+        truth = truth_levels(sim, token_id)
+        book = stored.get(token_id)
+        if truth is None:
+            continue
+        if book is None or (book.bids, book.asks) != truth:
+            bad.append(token_id)
+    return bad
+
+
+async def wait_until(cond: Callable[[], Awaitable[bool] | bool], timeout: float, what: str) -> float:
+    """Poll ``cond`` until true; returns the seconds it took (fails the test on timeout)."""
+    start = time.monotonic()
+    while True:
+        outcome = cond()
+        if not isinstance(outcome, bool):
+            outcome = await outcome
+        if outcome:
+            return time.monotonic() - start
+        assert time.monotonic() - start < timeout, f"timed out after {timeout}s waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def in_sync(sim: SimServer, store: Store, tokens: list[str]) -> bool:
+    """True when every token's stored book equals the truth."""
+    return not await asyncio.to_thread(mismatched, sim, store, tokens)
+
+
+@asynccontextmanager
+async def stepping(sim: SimServer, every: float = 0.02, ticks: int = 1) -> AsyncIterator[None]:
+    """Advance the world in the background while the block runs."""
+
+    async def loop() -> None:
+        while True:
+            await sim.step(ticks)
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@asynccontextmanager
+async def running_feed(ctx: JobContext, **kw: Any) -> AsyncIterator[BookFeed]:
+    """A :class:`BookFeed` on ``ctx`` running in the background, stopped (and flushed) after."""
+    feed = BookFeed(ctx.settings, ctx.store, ctx.clients.clob, shared=ctx.shared, clock=ctx.clock, **kw)
+    task = asyncio.create_task(feed.run())
+    try:
+        yield feed
+    finally:
+        await feed.stop()
+        await asyncio.wait_for(task, 10)
+
+
+def live_tracked(sim: SimServer, store: Store) -> list[str]:
+    """Tracked tokens that have a book in the simulator."""
+    return sorted(t for t in tracked_tokens(store) if t in sim.world.books)
+
+
+def subscribed(sim: SimServer) -> set[str]:
+    """Every asset some simulator connection is subscribed to."""
+    assert sim.hub is not None
+    return {a for conn in sim.hub.connections for a in conn.assets}
