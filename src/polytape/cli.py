@@ -70,6 +70,17 @@ def _delegate(module: str, func: str, issue: int) -> Callable[..., Any]:
     return fn
 
 
+DbOption = Annotated[
+    str | None, typer.Option("--database-url", help="Overrides POLYTAPE_DATABASE_URL.", show_default=False)
+]
+
+
+def _db(url: str | None) -> None:
+    """A ``--database-url`` given after the command name counts like one given before it."""
+    if url:
+        _State.overrides["database_url"] = url
+
+
 def _run_code(result: Any) -> NoReturn:
     raise typer.Exit(int(result or 0))
 
@@ -93,16 +104,22 @@ def run(
     simulated: Annotated[
         bool, typer.Option("--simulated", help="Run against the built-in simulator (offline demo).")
     ] = False,
+    database_url: DbOption = None,
 ) -> None:
     """Migrate, then run every job on its schedule plus the WebSocket feed until SIGINT/SIGTERM."""
+    _db(database_url)
     s = settings()
     fn = _delegate("polytape.runner", "run_forever", 7)
     _run_code(fn(s, simulated=simulated))
 
 
 @app.command("job")
-def job(name: Annotated[str, typer.Argument(help="e.g. sync-gamma-events, sync-large-trades")]) -> None:
+def job(
+    name: Annotated[str, typer.Argument(help="e.g. sync-gamma-events, sync-large-trades")],
+    database_url: DbOption = None,
+) -> None:
     """Run one job once and exit (exit 1 if it ended in error)."""
+    _db(database_url)
     from polytape.jobs.base import JOBS, JobNotAvailable, resolve_job
 
     if name not in JOBS:
@@ -203,8 +220,9 @@ def track_list() -> None:
 
 
 @app.command()
-def status() -> None:
+def status(database_url: DbOption = None) -> None:
     """Jobs, their last runs and lag, and the WebSocket feed: exit 0 when healthy, 1 when not."""
+    _db(database_url)
     s = settings()
     fn = _delegate("polytape.status", "show_status", 7)
     _run_code(fn(s, out))

@@ -83,3 +83,11 @@ def test_track_add_refuses_past_the_cap(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "exceed the universe cap of 2" in proc.stderr
     assert "0xc" not in polytape("track", "list", cwd=tmp_path, env=env).stdout
+
+
+def test_database_url_after_the_command(tmp_path: Path) -> None:
+    proc = polytape("status", "--database-url", f"sqlite:///{tmp_path / 'other.db'}", cwd=tmp_path)
+    assert proc.returncode == 1  # a fresh database: nothing ran, so not healthy
+    assert "has never run" in proc.stdout
+    assert (tmp_path / "other.db").exists()
+    assert not (tmp_path / "polytape.db").exists()
