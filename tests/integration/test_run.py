@@ -10,8 +10,10 @@ import asyncio
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -247,9 +249,21 @@ async def test_two_runs_on_one_postgres_do_not_double_run(pg_url: str, tmp_path:
         store.close()
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        return str(resp.read().decode())
+
+
 async def test_status_healthy_while_running_unhealthy_after(sqlite_url: str, tmp_path: Path) -> None:
+    port = free_port()
     async with SimServer(small_world(15)) as sim:
-        env = run_env(sim, sqlite_url)
+        env = run_env(sim, sqlite_url, POLYTAPE_METRICS_PORT=str(port))
         store = Store.open(sqlite_url)
         proc = start_run(env, tmp_path)
 
@@ -265,6 +279,11 @@ async def test_status_healthy_while_running_unhealthy_after(sqlite_url: str, tmp
                     lambda: all(finished_runs(store).get(j, 0) >= 1 for j in EVERY_JOB), 90, "every job once"
                 )
                 await wait_until(lambda: status().returncode == 0, 60, "a healthy status")
+                text = await asyncio.to_thread(scrape, port)
+                assert 'polytape_job_runs_total{job="sync-large-trades",status="ok"}' in text
+                assert "polytape_http_requests_total" in text
+                assert "polytape_ws_messages_total" in text
+                assert 'polytape_rows_written_total{table="trades"}' in text
             terminate(proc)
             assert await wait_exit(proc, 15) == 0
         finally:
