@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rich.console import Console
 
 from polytape.errors import ConfigError
 
@@ -24,3 +30,30 @@ def parse_since(value: str, now: datetime) -> datetime:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.astimezone(UTC)
+
+
+EXIT_INTERRUPTED = 130
+
+
+class Pacer:
+    """At most ``rate`` calls per second: ``await pacer.wait()`` before each request."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self._next = time.monotonic()
+
+    async def wait(self) -> None:
+        """Sleep until the next request may start."""
+        now = time.monotonic()
+        if self._next > now:
+            await asyncio.sleep(self._next - now)
+        self._next = max(now, self._next) + self.interval
+
+
+def interruptible(main: Callable[[], Coroutine[Any, Any, int]], console: Console) -> int:
+    """Run a backfill to its exit code; Ctrl-C keeps what was committed and says how to resume."""
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        console.print("interrupted: every stored page is kept; run the same command again to resume")
+        return EXIT_INTERRUPTED

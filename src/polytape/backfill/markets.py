@@ -10,14 +10,13 @@ stopped when the same command runs again; a finished one starts over (idempotent
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from polytape.backfill import parse_since
+from polytape.backfill import Pacer, interruptible, parse_since
 from polytape.config import Settings
 from polytape.errors import ApiError, PayloadError
 from polytape.jobs.base import JobContext
@@ -30,22 +29,7 @@ from polytape.jobs.sync_gamma_events import (
 )
 from polytape.normalize.gamma import GammaPayloadError, parse_gamma_datetime
 
-EXIT_OK, EXIT_FAIL, EXIT_INTERRUPTED = 0, 1, 130
-
-
-class Pacer:
-    """At most ``rate`` calls per second: ``await pacer.wait()`` before each request."""
-
-    def __init__(self, rate: float) -> None:
-        self.interval = 1.0 / rate
-        self._next = time.monotonic()
-
-    async def wait(self) -> None:
-        """Sleep until the next request may start."""
-        now = time.monotonic()
-        if self._next > now:
-            await asyncio.sleep(self._next - now)
-        self._next = max(now, self._next) + self.interval
+EXIT_OK, EXIT_FAIL = 0, 1
 
 
 def state_key(closed: bool, since: str | None, paging: str) -> str:
@@ -75,11 +59,7 @@ def backfill_markets(settings: Settings, *, closed: bool, since: str | None) -> 
         async with job_context(settings) as ctx:
             return await run_backfill(ctx, closed=closed, since=since, since_at=since_at, console=console)
 
-    try:
-        return asyncio.run(main())
-    except KeyboardInterrupt:
-        console.print("interrupted: every stored page is kept; run the same command again to resume")
-        return EXIT_INTERRUPTED
+    return interruptible(main, console)
 
 
 async def run_backfill(

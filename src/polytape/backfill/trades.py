@@ -38,8 +38,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from polytape.backfill import parse_since
-from polytape.backfill.markets import Pacer
+from polytape.backfill import Pacer, interruptible, parse_since
 from polytape.config import Settings
 from polytape.errors import ApiError, ConfigError, PayloadError
 from polytape.jobs.base import JobContext
@@ -48,7 +47,7 @@ from polytape.normalize.trades import SOURCE_BACKFILL, TradesPage, normalize_tra
 from polytape.store.core import Tx
 from polytape.store.trades import clear_gaps, merge_intervals, store_trades_page
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 @dataclass
@@ -129,11 +128,7 @@ def backfill_trades(
                 ctx, key=key, window=window, min_usd=min_usd, markets=markets, console=console
             )
 
-    try:
-        return asyncio.run(main())
-    except KeyboardInterrupt:
-        console.print("interrupted: every stored page is kept; run the same command again to resume")
-        return EXIT_INTERRUPTED
+    return interruptible(main, console)
 
 
 async def run_backfill(

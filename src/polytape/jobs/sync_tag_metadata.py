@@ -15,7 +15,8 @@ import structlog
 from polytape import metrics
 from polytape.errors import ApiError, PayloadError
 from polytape.jobs.base import JobContext, JobResult
-from polytape.normalize.gamma import GammaPayloadError, Rejected, TagRecord, normalize_tag, sport_tag_ids
+from polytape.normalize import Rejected
+from polytape.normalize.gamma import GammaPayloadError, TagRecord, normalize_tag, sport_tag_ids
 from polytape.store.core import Tx
 from polytape.store.metadata import set_sport_tags, upsert_tags
 from polytape.store.runs import rejected_row

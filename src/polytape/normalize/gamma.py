@@ -29,6 +29,8 @@ from typing import Any, TypedDict
 
 import msgspec
 
+from polytape.normalize import Rejected
+
 SOURCE_EVENT = "gamma:event"
 SOURCE_MARKET = "gamma:market"
 SOURCE_TAG = "gamma:tag"
@@ -98,15 +100,6 @@ class TagRecord(TypedDict):
     label: str | None
     slug: str | None
     updated_at: datetime
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """An item that could not be normalized: where it came from, why, and the item."""
-
-    source: str
-    reason: str
-    raw: Any
 
 
 @dataclass

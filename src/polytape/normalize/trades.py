@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypedDict
 
+from polytape.normalize import Rejected
+
 Feed = Literal["v1", "v2"]
 
 SOURCE_V1 = "data_api"
@@ -71,15 +73,6 @@ class TradeRecord(TypedDict):
 
 class TradePayloadError(ValueError):
     """One trade is malformed; the message is the reason stored with it."""
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """A trade that could not be normalized: where it came from, why, and the item."""
-
-    source: str
-    reason: str
-    raw: Any
 
 
 @dataclass

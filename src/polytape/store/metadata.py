@@ -15,7 +15,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from polytape.normalize.gamma import SOURCE_MARKET, NormalizedPage, Rejected, TagRecord
+from polytape.normalize import Rejected
+from polytape.normalize.gamma import SOURCE_MARKET, NormalizedPage, TagRecord
 from polytape.store.core import Tx
 from polytape.store.runs import rejected_row
 from polytape.store.schema import event_tags, events, market_tags, market_tokens, markets, tags
