@@ -115,3 +115,9 @@ async def stepping(sim: SimServer, interval: float = 0.3) -> AsyncIterator[async
 def terminate(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
+
+
+async def more_runs(store: Store, job: str, n: int, timeout: float, what: str) -> None:
+    """Wait until ``job`` has finished ``n`` more runs than it has now."""
+    mark = finished_runs(store).get(job, 0)
+    await wait_until(lambda: finished_runs(store).get(job, 0) >= mark + n, timeout, what)

@@ -25,7 +25,17 @@ from polytape.store import Store
 from polytape.store import schema as s
 from polytape.store.universe import tracked_tokens
 
-from .runproc import finished_runs, run_env, runs_of, start_run, stepping, terminate, wait_exit, wait_until
+from .runproc import (
+    finished_runs,
+    more_runs,
+    run_env,
+    runs_of,
+    start_run,
+    stepping,
+    terminate,
+    wait_exit,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -154,24 +164,9 @@ async def test_sigkill_and_restart_lose_nothing(db_url: str, tmp_path: Path) -> 
                 await wait_exit(first, 10)
                 await sim.step(5)  # the tape moves while polytape is down
                 second = start_run(env, tmp_path)
-                marks = finished_runs(store)
-                await wait_until(
-                    lambda: (
-                        finished_runs(store).get("sync-large-trades", 0)
-                        >= marks.get("sync-large-trades", 0) + 2
-                    ),
-                    90,
-                    "trades runs after restart",
-                )
+                await more_runs(store, "sync-large-trades", 2, 90, "trades runs after restart")
                 pause.set()
-            marks = finished_runs(store)
-            await wait_until(
-                lambda: (
-                    finished_runs(store).get("sync-large-trades", 0) >= marks.get("sync-large-trades", 0) + 2
-                ),
-                60,
-                "trades runs after the world stopped",
-            )
+            await more_runs(store, "sync-large-trades", 2, 60, "trades runs after the world stopped")
             terminate(second)
             assert await wait_exit(second, 15) == 0
         finally:
@@ -227,14 +222,7 @@ async def test_two_runs_on_one_postgres_do_not_double_run(pg_url: str, tmp_path:
                     lambda: finished_runs(store).get("sync-large-trades", 0) >= 8, 120, "several trades runs"
                 )
                 pause.set()
-            marks = finished_runs(store)
-            await wait_until(
-                lambda: (
-                    finished_runs(store).get("sync-large-trades", 0) >= marks.get("sync-large-trades", 0) + 2
-                ),
-                60,
-                "trades runs after the world stopped",
-            )
+            await more_runs(store, "sync-large-trades", 2, 60, "trades runs after the world stopped")
             for p in procs:
                 terminate(p)
             for p in procs:
@@ -318,24 +306,9 @@ async def test_postgres_restart_mid_run_is_survived(pg_url: str, tmp_path: Path)
                     lambda: finished_runs(store).get("sync-large-trades", 0) >= 2, 90, "trades runs"
                 )
                 await asyncio.to_thread(restart_postgres)
-                marks = finished_runs(store)
-                await wait_until(
-                    lambda: (
-                        finished_runs(store).get("sync-large-trades", 0)
-                        >= marks.get("sync-large-trades", 0) + 3
-                    ),
-                    120,
-                    "trades runs after the restart",
-                )
+                await more_runs(store, "sync-large-trades", 3, 120, "trades runs after the restart")
                 pause.set()
-            marks = finished_runs(store)
-            await wait_until(
-                lambda: (
-                    finished_runs(store).get("sync-large-trades", 0) >= marks.get("sync-large-trades", 0) + 2
-                ),
-                60,
-                "trades runs after the world stopped",
-            )
+            await more_runs(store, "sync-large-trades", 2, 60, "trades runs after the world stopped")
             assert proc.poll() is None, "polytape run died with the database"
             terminate(proc)
             assert await wait_exit(proc, 15) == 0
