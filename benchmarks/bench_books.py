@@ -197,7 +197,7 @@ async def lag_run(rate: int, seconds: float, n_events: int) -> dict[str, Any]:
     async with job_context(settings, store) as ctx:
         seed_universe(store, universe, ctx.clock())
         tokens = tracked_tokens(store)
-        feed = BookFeed(settings, store, ctx.clients.clob, shared=ctx.shared, clock=ctx.clock)
+        feed = BookFeed(settings, store, ctx.clients.clob, runtime=ctx.runtime, clock=ctx.clock)
         feed.writer.on_flush = lambda at, stamps: flushes.append((at.timestamp() * 1000, stamps))
         task = asyncio.create_task(feed.run())
         rss = asyncio.create_task(_sample_rss(rss_samples))

@@ -258,6 +258,7 @@ async def bench_lag(url: str, n: int) -> dict[str, float]:
 
     from polytape.jobs import run_signal_engine
     from polytape.jobs.base import run_job
+    from polytape.jobs.registry import JOBS
     from polytape.sim import SimServer
     from polytape.store.universe import tracked_tokens
 
@@ -268,7 +269,7 @@ async def bench_lag(url: str, n: int) -> dict[str, float]:
         overrides = {**EVERYTHING, "signal_cooldown_minutes": 0, "signal_book_max_age_seconds": 3600}
         async with sim_context(sim, store, **overrides) as ctx:
             for job in ("sync-gamma-events", "refresh-universe"):
-                await run_job(ctx, job)
+                await run_job(ctx, job, JOBS[job])
             run_signal_engine.attach_live_signals(ctx)
             engine = run_signal_engine.signal_engine(ctx)
             seen: list[float] = []
@@ -278,11 +279,11 @@ async def bench_lag(url: str, n: int) -> dict[str, float]:
             fair = 1 / len(cids)
             tokens = await asyncio.to_thread(tracked_tokens, store)
             async with running_feed(ctx, universe_poll_seconds=0.5):
-                await wait_until(lambda: tokens.keys() <= ctx.shared["books"].books.keys(), 30, "every book")
+                await wait_until(lambda: tokens.keys() <= ctx.runtime.books.books.keys(), 30, "every book")
                 for k in range(n):
                     close_ask = round(fair + 0.02, 2)
                     sim.world.set_book(leg, [(round(close_ask - 0.04, 2), 50)], [(close_ask, 50)])
-                    await wait_until(lambda a=close_ask: ask_is(ctx.shared["books"], leg, a), 10, "close")
+                    await wait_until(lambda a=close_ask: ask_is(ctx.runtime.books, leg, a), 10, "close")
                     await engine.wait_idle()
                     seen.clear()
                     open_ask = round(fair - 0.07 - 0.01 * (k % 10), 2)  # sum below 1 by 5-14 points

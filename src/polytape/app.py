@@ -1,12 +1,21 @@
-"""Wiring: build the store, the clients and a job context from settings."""
+"""Wiring: build the store, the clients, the runtime and a job context from settings.
+
+:func:`job_context` is the one place a process's components are opened and closed: the
+HTTP clients, the store (unless given), and the :class:`~polytape.runtime.Runtime`
+whose components (webhook sink, ...) are closed by ``Runtime.aclose`` on the way out.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from polytape.clients import open_clients
 from polytape.config import Settings
-from polytape.jobs.base import JobContext, JobFn, JobResult, run_job
+from polytape.http import HttpConfig
+from polytape.jobs.base import JobContext, JobResult, run_job
+from polytape.jobs.registry import job_fn
+from polytape.runtime import Runtime
 from polytape.store import Store
 
 
@@ -15,38 +24,26 @@ def open_store(settings: Settings, *, migrate: bool = True) -> Store:
     return Store.open(settings.database_url, migrate=migrate, batch_size=settings.db_batch_size)
 
 
-def http_config(settings: Settings) -> object:
-    from polytape.http import HttpConfig
-
-    return HttpConfig(
-        timeout=settings.http_timeout_seconds,
-        max_retries=settings.http_max_retries,
-        backoff_base=settings.http_backoff_base_seconds,
-        backoff_max=settings.http_backoff_max_seconds,
-        max_concurrency=settings.http_max_concurrency,
-        max_response_bytes=int(settings.http_max_response_mb * 1_000_000),
-    )
-
-
 @asynccontextmanager
 async def job_context(settings: Settings, store: Store | None = None) -> AsyncIterator[JobContext]:
-    """A context with open HTTP clients; closes what it opened."""
-    from polytape.clients import open_clients
-    from polytape.http import HttpConfig
-
-    cfg = http_config(settings)
-    assert isinstance(cfg, HttpConfig)
+    """A context with open HTTP clients and an empty runtime; closes what it opened."""
     own_store = store is None
     store = store or open_store(settings)
-    clients = await open_clients(settings.gamma_url, settings.data_api_url, settings.clob_url, cfg)
+    clients = await open_clients(
+        settings.gamma_url, settings.data_api_url, settings.clob_url, HttpConfig.from_settings(settings)
+    )
+    runtime = Runtime()
     try:
-        yield JobContext(settings=settings, store=store, clients=clients)
+        yield JobContext(settings=settings, store=store, clients=clients, runtime=runtime)
     finally:
+        await runtime.aclose(settings.shutdown_grace_seconds)
         await clients.aclose()
         if own_store:
             store.close()
 
 
-async def run_one_job(settings: Settings, name: str, fn: JobFn) -> JobResult:
+async def run_one_job(settings: Settings, name: str) -> JobResult:
+    """``polytape job NAME``: one audited run in a fresh context."""
+    fn = job_fn(name)
     async with job_context(settings) as ctx:
         return await run_job(ctx, name, fn)

@@ -8,7 +8,7 @@ ascending, asks descending.
 :class:`OrderBook` also remembers which levels changed since the store last saw it
 (:meth:`OrderBook.take_diff`), so the feed persists only changed levels.
 :class:`BookRegistry` holds the books of every tracked token; other components (the
-signal engine) read it from ``ctx.shared["books"]``.
+signal engine) read it from ``ctx.runtime.books``.
 """
 
 from __future__ import annotations

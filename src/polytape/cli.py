@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -37,6 +35,18 @@ err = Console(stderr=True)
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
+# The names of ``polytape job`` (the registry's keys; tests/unit/test_registry.py keeps them equal,
+# spelled out so ``polytape --help`` does not import every job).
+JOB_NAMES = (
+    "sync-gamma-events",
+    "sync-tag-metadata",
+    "refresh-universe",
+    "sync-open-interest",
+    "sync-large-trades",
+    "sync-orderbooks",
+    "run-signal-engine",
+)
+
 
 class _State:
     config_file: Path | None = None
@@ -56,18 +66,6 @@ def settings() -> Settings:
         _fail(str(exc), EXIT_USAGE)
     configure_logging(s.log_format, s.log_level)
     return s
-
-
-def _delegate(module: str, func: str, issue: int) -> Callable[..., Any]:
-    """The implementation of a command, or a plain 'not yet' exit for later issues."""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not module.startswith(exc.name):
-            raise
-        _fail(f"this command is not implemented yet (issue #{issue})", EXIT_FAIL)
-    fn: Callable[..., Any] = getattr(mod, func)
-    return fn
 
 
 DbOption = Annotated[
@@ -109,29 +107,24 @@ def run(
     """Migrate, then run every job on its schedule plus the WebSocket feed until SIGINT/SIGTERM."""
     _db(database_url)
     s = settings()
-    fn = _delegate("polytape.runner", "run_forever", 7)
-    _run_code(fn(s, simulated=simulated))
+    from polytape.runner import run_forever
+
+    _run_code(run_forever(s, simulated=simulated))
 
 
 @app.command("job")
 def job(
-    name: Annotated[str, typer.Argument(help="e.g. sync-gamma-events, sync-large-trades")],
+    name: Annotated[str, typer.Argument(help="One of: " + ", ".join(JOB_NAMES) + ".")],
     database_url: DbOption = None,
 ) -> None:
     """Run one job once and exit (exit 1 if it ended in error)."""
     _db(database_url)
-    from polytape.jobs.base import JOBS, JobNotAvailable, resolve_job
-
-    if name not in JOBS:
-        _fail(f"unknown job {name!r}; jobs: {', '.join(JOBS)}", EXIT_USAGE)
+    if name not in JOB_NAMES:
+        _fail(f"unknown job {name!r}; jobs: {', '.join(JOB_NAMES)}", EXIT_USAGE)
     s = settings()
-    try:
-        fn = resolve_job(name)
-    except JobNotAvailable as exc:
-        _fail(str(exc), EXIT_FAIL)
     from polytape.app import run_one_job
 
-    result = asyncio.run(run_one_job(s, name, fn))
+    result = asyncio.run(run_one_job(s, name))
     colour = {"ok": "green", "partial": "yellow"}.get(result.status, "red")
     out.print(
         f"{name}: [{colour}]{result.status}[/], {result.rows_written} rows"
@@ -150,8 +143,9 @@ def backfill_trades(
 ) -> None:
     """Page /trades over a window with pacing and a progress bar; resumable."""
     s = settings()
-    fn = _delegate("polytape.backfill.trades", "backfill_trades", 5)
-    _run_code(fn(s, since=since, until=until, min_usd=min_usd, markets=market or []))
+    from polytape.backfill.trades import backfill_trades as run_backfill
+
+    _run_code(run_backfill(s, since=since, until=until, min_usd=min_usd, markets=market or []))
 
 
 @backfill_app.command("markets")
@@ -163,8 +157,9 @@ def backfill_markets(
 ) -> None:
     """Page Gamma events historically with pacing and a progress bar; resumable."""
     s = settings()
-    fn = _delegate("polytape.backfill.markets", "backfill_markets", 4)
-    _run_code(fn(s, closed=closed, since=since))
+    from polytape.backfill.markets import backfill_markets as run_backfill
+
+    _run_code(run_backfill(s, closed=closed, since=since))
 
 
 @track_app.command("add")
@@ -224,8 +219,9 @@ def status(database_url: DbOption = None) -> None:
     """Jobs, their last runs and lag, and the WebSocket feed: exit 0 when healthy, 1 when not."""
     _db(database_url)
     s = settings()
-    fn = _delegate("polytape.status", "show_status", 7)
-    _run_code(fn(s, out))
+    from polytape.status import show_status
+
+    _run_code(show_status(s, out))
 
 
 @db_app.command("upgrade")
@@ -244,8 +240,9 @@ def signals_tail(
 ) -> None:
     """Follow new signals live, coloured by type."""
     s = settings()
-    fn = _delegate("polytape.signals.cli", "tail", 8)
-    _run_code(fn(s, out, types=signal_type or [], markets=market or []))
+    from polytape.signals.cli import tail
+
+    _run_code(tail(s, out, types=signal_type or [], markets=market or []))
 
 
 @signals_app.command("list")
@@ -256,8 +253,9 @@ def signals_list(
 ) -> None:
     """List recorded signals."""
     s = settings()
-    fn = _delegate("polytape.signals.cli", "list_signals", 8)
-    _run_code(fn(s, out, since=since, types=signal_type or [], markets=market or []))
+    from polytape.signals.cli import list_signals
+
+    _run_code(list_signals(s, out, since=since, types=signal_type or [], markets=market or []))
 
 
 @app.command()

@@ -9,29 +9,29 @@ stops the feed, closes sockets and exits 0.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
 
 import structlog
 
 from polytape import metrics
 from polytape.app import job_context, open_store
+from polytape.bookfeed import run_feed
 from polytape.config import Settings
-from polytape.jobs.base import JobContext, JobNotAvailable, JobResult, resolve_job, run_job
+from polytape.jobs.base import JobContext, JobResult, run_job
+from polytape.jobs.registry import METADATA_JOBS, POLLED_BOOKS_JOB, STEADY_JOBS, UNIVERSE_JOB, job_fn
+from polytape.jobs.run_signal_engine import attach_live_signals
 from polytape.scheduler import JOB_HOSTS, ScheduledJob, Scheduler
+from polytape.sim import SimServer
 from polytape.store import Store
 from polytape.store.locks import AdvisoryLock, SqliteRunLock
 from polytape.store.runs import close_interrupted_runs
 
 log = structlog.get_logger("polytape.run")
 
-METADATA_JOBS = ("sync-gamma-events", "sync-tag-metadata")
-STEADY_JOBS = ("sync-open-interest", "sync-large-trades", "run-signal-engine")
 HEARTBEAT_SECONDS = 5.0
 FEED_RETRY_SECONDS = 15.0
 
@@ -42,13 +42,9 @@ def run_forever(settings: Settings, *, simulated: bool = False) -> int:
 
 
 async def _main(settings: Settings, simulated: bool) -> int:
-    sim: Any = None
+    sim: SimServer | None = None
     if simulated:
-        sim_server = _optional("polytape.sim", "SimServer")
-        if sim_server is None:
-            log.error("the simulator is not part of this build")
-            return 1
-        sim = sim_server(seed=1, live=True)
+        sim = SimServer(seed=1, live=True)
         await sim.start()
         settings = settings.model_copy(
             update={
@@ -75,16 +71,6 @@ async def _main(settings: Settings, simulated: bool) -> int:
         store.close()
         if sim is not None:
             await sim.stop()
-
-
-def _optional(module: str, name: str) -> Any:
-    """``module.name`` if that module is part of this build, else None."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and module.startswith(exc.name):
-            return None
-        raise
 
 
 class Runner:
@@ -135,28 +121,12 @@ class Runner:
         for task in background:
             task.cancel()
         await asyncio.wait_for(asyncio.gather(*background, return_exceptions=True), timeout=grace + 5)
-        await self._close_shared(grace)
         await asyncio.to_thread(self._write_heartbeat, stopped=True)
         log.info("polytape run stopped")
 
-    async def _close_shared(self, grace: float) -> None:
-        """Close what components left in ``ctx.shared`` (e.g. the webhook sink)."""
-        for name, obj in list(self.ctx.shared.items()):
-            close = getattr(obj, "aclose", None)
-            if close is None or not asyncio.iscoroutinefunction(close):
-                continue
-            try:
-                await asyncio.wait_for(close(), timeout=grace)
-            except Exception:
-                log.warning("could not close cleanly", component=name, exc_info=True)
-
     # --- jobs ------------------------------------------------------------------------
-    def _runner_for(self, name: str) -> Callable[[], Awaitable[JobResult | None]] | None:
-        try:
-            fn = resolve_job(name)
-        except JobNotAvailable as exc:
-            log.warning("job not scheduled", job=name, reason=str(exc))
-            return None
+    def _runner_for(self, name: str) -> Callable[[], Awaitable[JobResult | None]]:
+        fn = job_fn(name)
 
         async def go() -> JobResult | None:
             lock = AdvisoryLock(self.store, f"job:{name}")
@@ -177,36 +147,27 @@ class Runner:
 
     async def _first_runs(self) -> None:
         """Metadata first, then the universe, so the other jobs have markets to follow."""
-        for stage in (METADATA_JOBS, ("refresh-universe",)):
-            runners = [r for r in map(self._runner_for, stage) if r is not None]
-            if self.stopping.is_set() or not runners:
+        for stage in (METADATA_JOBS, (UNIVERSE_JOB,)):
+            if self.stopping.is_set():
                 continue
-            await asyncio.gather(*(r() for r in runners))
+            await asyncio.gather(*(self._runner_for(name)() for name in stage))
 
     def _schedule(self) -> list[ScheduledJob]:
-        names = [*METADATA_JOBS, "refresh-universe", *STEADY_JOBS]
+        names = [*METADATA_JOBS, UNIVERSE_JOB, *STEADY_JOBS]
         if not self.settings.ws_enabled:
-            names.append("sync-orderbooks")
+            names.append(POLLED_BOOKS_JOB)
         jobs = []
         for name in names:
             go = self._runner_for(name)
-            if go is None:
-                continue
             cadence = self.settings.cadence(name)
-            first = cadence if name in (*METADATA_JOBS, "refresh-universe") else 0.0
+            first = cadence if name in (*METADATA_JOBS, UNIVERSE_JOB) else 0.0
             jobs.append(ScheduledJob(name, cadence, go, self._slowdown(name), first_delay=first))
         return jobs
 
     # --- the WebSocket feed ---------------------------------------------------------------
     async def _feed(self) -> None:
         """Run the feed while holding its lock; restart it if it fails."""
-        run_feed = _optional("polytape.feed", "run_feed")
-        if run_feed is None:
-            log.warning("WebSocket feed not available in this build; books are not followed live")
-            return
-        attach_live_signals = _optional("polytape.jobs.run_signal_engine", "attach_live_signals")
-        if attach_live_signals is not None:
-            attach_live_signals(self.ctx)
+        attach_live_signals(self.ctx)
         lock = AdvisoryLock(self.store, "ws-feed")
         try:
             while not self.stopping.is_set():

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from polytape.config import Settings
-from polytape.runner import METADATA_JOBS, STEADY_JOBS
+from polytape.jobs.registry import SCHEDULED_JOBS
 
 HEARTBEAT_STALE = timedelta(seconds=30)
 LATE_FACTOR = 2.0  # a job is late when its last run is older than this many cadences (+1 min)
@@ -46,7 +46,7 @@ def _parse(ts: Any) -> datetime | None:
 
 
 def expected_jobs(settings: Settings) -> list[str]:
-    names = [*METADATA_JOBS, "refresh-universe", *STEADY_JOBS]
+    names = list(SCHEDULED_JOBS)
     if not settings.ws_enabled:
         names.append("sync-orderbooks")
     return names

@@ -82,7 +82,7 @@ async def stepping(sim: SimServer, every: float = 0.02, ticks: int = 1) -> Async
 @asynccontextmanager
 async def running_feed(ctx: JobContext, **kw: Any) -> AsyncIterator[BookFeed]:
     """A :class:`BookFeed` on ``ctx`` running in the background, stopped (and flushed) after."""
-    feed = BookFeed(ctx.settings, ctx.store, ctx.clients.clob, shared=ctx.shared, clock=ctx.clock, **kw)
+    feed = BookFeed(ctx.settings, ctx.store, ctx.clients.clob, runtime=ctx.runtime, clock=ctx.clock, **kw)
     task = asyncio.create_task(feed.run())
     try:
         yield feed

@@ -22,6 +22,7 @@ from aiohttp import web
 from polytape import metrics
 from polytape.jobs import run_signal_engine
 from polytape.jobs.base import JobContext, run_job
+from polytape.jobs.registry import JOBS
 from polytape.signals.bookcache import StoredBooks
 from polytape.sim import SimServer, World
 from polytape.store import Store
@@ -53,7 +54,7 @@ def signals(store: Store, kind: str | None = None) -> list[dict[str, Any]]:
 
 
 async def engine_pass(ctx: JobContext) -> int:
-    result = await run_job(ctx, "run-signal-engine")
+    result = await run_job(ctx, "run-signal-engine", JOBS["run-signal-engine"])
     assert result.status == "ok", result.error
     return result.rows_written
 
@@ -77,13 +78,13 @@ async def world_context(sim: SimServer, store: Store, **overrides: Any) -> Async
     make_arbitrage_free(sim)
     async with sim_context(sim, store, **{**EVERYTHING, **overrides}) as ctx:
         for job in ("sync-gamma-events", "refresh-universe", "sync-orderbooks"):
-            assert (await run_job(ctx, job)).status == "ok"
+            assert (await run_job(ctx, job, JOBS[job])).status == "ok"
         yield ctx
 
 
 async def ingest_trades(ctx: JobContext) -> int:
     """Run ``sync-large-trades`` once; returns the trades it stored."""
-    result = await run_job(ctx, "sync-large-trades")
+    result = await run_job(ctx, "sync-large-trades", JOBS["sync-large-trades"])
     assert result.status == "ok", result.error
     return result.rows_written
 
@@ -93,7 +94,7 @@ async def snapshot_oi(ctx: JobContext, at: datetime) -> None:
     clock = ctx.clock
     ctx.clock = lambda: at
     try:
-        result = await run_job(ctx, "sync-open-interest")
+        result = await run_job(ctx, "sync-open-interest", JOBS["sync-open-interest"])
     finally:
         ctx.clock = clock
     assert result.status in ("ok", "partial"), result.error  # partial: markets /oi does not know
@@ -211,7 +212,7 @@ async def test_neg_risk_arb_then_stale_and_crossed_books(store: Store, sim: SimS
     async with world_context(sim, store) as ctx:
         assert await engine_pass(ctx) == 0
         asks = plant_neg_risk_asks(sim, cids, 0.90)
-        assert (await run_job(ctx, "sync-orderbooks")).status == "ok"
+        assert (await run_job(ctx, "sync-orderbooks", JOBS["sync-orderbooks"])).status == "ok"
         assert await engine_pass(ctx) == 1
         assert await engine_pass(ctx) == 0
         [sig] = signals(store)
@@ -240,7 +241,7 @@ async def test_neg_risk_arb_then_stale_and_crossed_books(store: Store, sim: SimS
         plant_neg_risk_asks(sim, cids, 0.90)
         yes = sim.world.markets[cids[0]].token_ids[0]
         sim.world.set_book(yes, [(0.40, 10)], [(0.10, 100)])
-        assert (await run_job(ctx, "sync-orderbooks")).status == "ok"
+        assert (await run_job(ctx, "sync-orderbooks", JOBS["sync-orderbooks"])).status == "ok"
         assert await engine_pass(ctx) == 0
     assert signals(store) == []
 
@@ -284,7 +285,7 @@ async def test_price_move_from_the_books(store: Store, sim: SimServer) -> None:
     async with world_context(sim, store) as ctx:
         assert await engine_pass(ctx) == 0  # the first mid is remembered
         sim.world.set_book(yes, [(0.53, 100)], [(0.57, 100)])
-        assert (await run_job(ctx, "sync-orderbooks")).status == "ok"
+        assert (await run_job(ctx, "sync-orderbooks", JOBS["sync-orderbooks"])).status == "ok"
         assert await engine_pass(ctx) == 1
         assert await engine_pass(ctx) == 0
     [sig] = signals(store)
@@ -327,12 +328,12 @@ async def test_live_book_update_records_the_arb(store: Store, sim: SimServer) ->
         run_signal_engine.attach_live_signals(ctx)
         tokens = await asyncio.to_thread(tracked_tokens, store)
         async with running_feed(ctx, universe_poll_seconds=0.5):
-            await wait_until(lambda: tokens.keys() <= ctx.shared["books"].books.keys(), 15, "every book")
+            await wait_until(lambda: tokens.keys() <= ctx.runtime.books.books.keys(), 15, "every book")
             assert signals(store) == []
             plant_neg_risk_asks(sim, cids, 0.93)
             # No periodic pass runs here: only the feed's book change can write this row.
             await wait_until(lambda: len(signals(store)) == 1, 5, "the live arb signal")
-            engine = ctx.shared[run_signal_engine.ENGINE_KEY]
+            engine = ctx.runtime.signal_engine
             await engine.wait_idle()
     [sig] = signals(store)
     assert (sig["signal_type"], sig["payload"]["price_sum"]) == ("neg_risk_arb", 0.93)
@@ -348,7 +349,7 @@ async def test_a_quiet_live_book_the_feed_keeps_current_is_evidence(store: Store
     async with world_context(sim, store, **overrides) as ctx:
         tokens = await asyncio.to_thread(tracked_tokens, store)
         async with running_feed(ctx, universe_poll_seconds=0.5):
-            registry = ctx.shared["books"]
+            registry = ctx.runtime.books
             await wait_until(lambda: tokens.keys() <= registry.books.keys(), 15, "every book")
             asks = plant_neg_risk_asks(sim, cids, 0.93)
             shown = lambda: [registry.get(t).best_ask for t in legs] == asks  # noqa: E731
@@ -420,7 +421,7 @@ async def test_webhook_sink_posts_each_new_signal(store: Store, sim: SimServer) 
         assert await ingest_trades(ctx) == 1
         assert await engine_pass(ctx) == 1
         assert await engine_pass(ctx) == 0
-        sink = ctx.shared[run_signal_engine.SINK_KEY]
+        sink = ctx.runtime.signal_sink
         await sink.aclose()
     after = metrics.REGISTRY.get_sample_value("polytape_webhook_deliveries_total", {"outcome": "sent"})
     assert (after or 0.0) - (sent or 0.0) == 1

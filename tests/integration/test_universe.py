@@ -139,7 +139,7 @@ async def test_universe_change_is_announced_and_versioned(sim: SimServer, store:
     calls: list[tuple[set[str], set[str]]] = []
     knobs: dict[str, Any] = {"min_liquidity": 0.0, "min_volume": 0.0, "min_oi": 0.0, "max_tracked_markets": 4}
     async with sim_context(sim, store, **knobs) as ctx:
-        ctx.shared["on_universe_change"] = lambda added, removed: calls.append((added, removed))
+        ctx.runtime.on_universe_change = lambda added, removed: calls.append((added, removed))
         await run_job(ctx, "sync-gamma-events", sync_gamma_events.run)
         await refresh(ctx)
         first_tokens = set(tracked_tokens(store))

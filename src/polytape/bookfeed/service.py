@@ -2,11 +2,12 @@
 
 :class:`BookFeed` splits the tracked tokens over market-channel connections
 (``ws_assets_per_connection`` each), follows universe changes with subscribe and
-unsubscribe frames (``ctx.shared["on_universe_change"]`` for this process, a poll of
+unsubscribe frames (``runtime.on_universe_change`` for this process, a poll of
 the ``sync_state`` key ``"universe"`` for refreshes elsewhere), feeds every frame to
 the :class:`BookKeeper`, heals from REST (:class:`Healer`) and persists at a bounded
-cadence (:class:`BookWriter`). Live books are published as ``ctx.shared["books"]``;
-``ctx.shared["on_book_change"]``, when set, is called with the tokens that changed.
+cadence (:class:`BookWriter`). Live books are published as ``runtime.books`` (and the
+feed as ``runtime.book_feed``); ``runtime.on_book_change``, when set, is called with the
+tokens that changed (:class:`polytape.runtime.Runtime`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -29,8 +30,12 @@ from polytape.books import BookRegistry
 from polytape.clients.clob import ClobClient
 from polytape.clients.clob_ws import MarketChannel
 from polytape.config import Settings
+from polytape.runtime import Runtime
 from polytape.store import Store
 from polytape.store.universe import tracked_tokens, universe_version
+
+if TYPE_CHECKING:
+    from polytape.jobs.base import JobContext
 
 log = structlog.get_logger("polytape.bookfeed")
 
@@ -52,7 +57,7 @@ class BookFeed:
         clob: ClobClient,
         *,
         registry: BookRegistry | None = None,
-        shared: dict[str, Any] | None = None,
+        runtime: Runtime | None = None,
         clock: Callable[[], datetime] = _utcnow,
         universe_poll_seconds: float = 10.0,
         health_interval: float = 5.0,
@@ -61,7 +66,7 @@ class BookFeed:
         self.store = store
         self.clob = clob
         self.registry = registry if registry is not None else BookRegistry()
-        self.shared = shared if shared is not None else {}
+        self.runtime = runtime if runtime is not None else Runtime()
         self.clock = clock
         self.universe_poll_seconds = universe_poll_seconds
         self.keeper = BookKeeper(self.registry, verify=settings.ws_verify_hashes)
@@ -92,9 +97,9 @@ class BookFeed:
         self._hour: deque[tuple[float, int, int, int]] = (
             deque()
         )  # (monotonic, reconnects, resyncs, mismatches)
-        self.shared["books"] = self.registry
-        self.shared["on_universe_change"] = self.on_universe_change
-        self.shared["book_feed"] = self
+        self.runtime.books = self.registry
+        self.runtime.on_universe_change = self.on_universe_change
+        self.runtime.book_feed = self
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -156,7 +161,7 @@ class BookFeed:
             self.keeper.request_resync(token_id, "reconnect")
 
     def _notify(self, changed: set[str]) -> None:
-        callback = self.shared.get("on_book_change")
+        callback = self.runtime.on_book_change
         if changed and callback is not None:
             try:
                 callback(changed)
@@ -327,7 +332,7 @@ class BookFeed:
             metrics.BOOK_LAG_SECONDS.set((self.clock() - stats.last_message_at).total_seconds())
 
 
-async def run_feed(ctx: Any) -> None:
-    """Entry point for ``polytape run``: the feed of ``ctx`` (a JobContext) until cancelled."""
-    feed = BookFeed(ctx.settings, ctx.store, ctx.clients.clob, shared=ctx.shared, clock=ctx.clock)
+async def run_feed(ctx: JobContext) -> None:
+    """Entry point for ``polytape run``: the feed of ``ctx`` until cancelled."""
+    feed = BookFeed(ctx.settings, ctx.store, ctx.clients.clob, runtime=ctx.runtime, clock=ctx.clock)
     await feed.run()

@@ -1,5 +1,11 @@
-"""Jobs: client → normalizer → store, one module per seed job."""
+"""Jobs: client → normalizer → store, one module per job, each with ``async def run(ctx)``.
 
-from polytape.jobs.base import JOBS, JobContext, JobResult, resolve_job, run_job
+:mod:`.base` holds :class:`JobContext` (settings, store, clients, clock and the typed
+:class:`~polytape.runtime.Runtime`), :class:`JobResult` and the audited :func:`run_job`;
+:mod:`.registry` maps job names to functions. Jobs import clients, normalize, store,
+signals, books and runtime, never app, runner, cli or backfill.
+"""
 
-__all__ = ["JOBS", "JobContext", "JobResult", "resolve_job", "run_job"]
+from polytape.jobs.base import JobContext, JobFn, JobResult, run_job
+
+__all__ = ["JobContext", "JobFn", "JobResult", "run_job"]

@@ -1,9 +1,12 @@
-"""What every job shares: its context, its result, and the audited runner."""
+"""What every job shares: its context, its result, and the audited runner.
+
+Imports: config, errors, metrics, store, runtime (and clients for types). The names of
+the jobs and their functions are in :mod:`polytape.jobs.registry`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -15,6 +18,7 @@ import structlog
 from polytape import metrics
 from polytape.config import Settings
 from polytape.errors import PolytapeError
+from polytape.runtime import Runtime
 from polytape.store import Store
 from polytape.store.runs import begin_job_run, finish_job_run
 
@@ -31,14 +35,14 @@ def utcnow() -> datetime:
 
 @dataclass
 class JobContext:
-    """Everything a job may touch, built once and passed down."""
+    """Everything a job may touch, built once (:func:`polytape.app.job_context`) and passed down."""
 
     settings: Settings
     store: Store
     clients: ApiClients
     clock: Callable[[], datetime] = utcnow
-    # Shared live state (e.g. the WebSocket feed's books) keyed by name.
-    shared: dict[str, Any] = field(default_factory=dict)
+    runtime: Runtime = field(default_factory=Runtime)
+    """The process's live components and hooks (the feed's books, the signal engine, ...)."""
 
 
 @dataclass
@@ -62,40 +66,9 @@ class JobResult:
 
 JobFn = Callable[[JobContext], Awaitable[JobResult]]
 
-# name -> (module, issue that brings it). Modules expose ``async def run(ctx)``.
-JOBS: dict[str, tuple[str, int]] = {
-    "sync-gamma-events": ("polytape.jobs.sync_gamma_events", 4),
-    "sync-tag-metadata": ("polytape.jobs.sync_tag_metadata", 4),
-    "refresh-universe": ("polytape.jobs.refresh_universe", 4),
-    "sync-open-interest": ("polytape.jobs.sync_open_interest", 5),
-    "sync-large-trades": ("polytape.jobs.sync_large_trades", 5),
-    "sync-orderbooks": ("polytape.jobs.sync_orderbooks", 6),
-    "run-signal-engine": ("polytape.jobs.run_signal_engine", 8),
-}
 
-
-class JobNotAvailable(PolytapeError):
-    """The job's module is not part of this build yet."""
-
-
-def resolve_job(name: str) -> JobFn:
-    """The ``run`` coroutine function of the job called ``name``."""
-    if name not in JOBS:
-        raise JobNotAvailable(f"unknown job {name!r}; jobs: {', '.join(JOBS)}")
-    module_name, issue = JOBS[name]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        raise JobNotAvailable(f"job {name!r} is not implemented yet (issue #{issue})") from None
-    fn: JobFn = module.run
-    return fn
-
-
-async def run_job(ctx: JobContext, name: str, fn: JobFn | None = None) -> JobResult:
-    """Run one job once, auditing it in ``job_runs``; never raises for job failures."""
-    fn = fn or resolve_job(name)
+async def run_job(ctx: JobContext, name: str, fn: JobFn) -> JobResult:
+    """Run ``fn`` once as the job ``name``, audited in ``job_runs``; never raises for job failures."""
     started = ctx.clock()
     run_id = await asyncio.to_thread(begin_job_run, ctx.store, name, started)
     t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """``refresh-universe``: choose the tracked markets the WebSocket feed and book/OI jobs follow.
 
 Selection, scoring and the replace-auto-rows rule live in :mod:`polytape.store.universe`.
-After a refresh that changed the universe, ``ctx.shared["on_universe_change"]`` (if set)
+After a refresh that changed the universe, ``ctx.runtime.on_universe_change`` (if set)
 is called with ``(added_token_ids, removed_token_ids)``; a feed in another process
 watches the ``sync_state`` key ``"universe"`` instead.
 """
@@ -12,13 +12,12 @@ import asyncio
 
 import structlog
 
+from polytape.jobs import sync_gamma_events
 from polytape.jobs.base import JobContext, JobResult, run_job
 from polytape.store.schema import markets, tracked_markets
 from polytape.store.universe import Thresholds, UniverseChange, refresh_tracked
 
 log = structlog.get_logger("polytape.jobs.refresh_universe")
-
-ON_UNIVERSE_CHANGE = "on_universe_change"
 
 
 def thresholds(ctx: JobContext) -> Thresholds:
@@ -35,7 +34,7 @@ def thresholds(ctx: JobContext) -> Thresholds:
 async def refresh(ctx: JobContext) -> UniverseChange:
     """Refresh the universe and tell the live feed (if any) what entered and left."""
     change = await asyncio.to_thread(refresh_tracked, ctx.store, thresholds(ctx), ctx.clock())
-    callback = ctx.shared.get(ON_UNIVERSE_CHANGE)
+    callback = ctx.runtime.on_universe_change
     if change.changed and callback is not None:
         outcome = callback(set(change.tokens_added), set(change.tokens_removed))
         if asyncio.iscoroutine(outcome):
@@ -75,7 +74,5 @@ async def ensure_universe(ctx: JobContext) -> None:
     if await asyncio.to_thread(ctx.store.count, tracked_markets):
         return
     if not await asyncio.to_thread(ctx.store.count, markets):
-        from polytape.jobs import sync_gamma_events
-
         await run_job(ctx, "sync-gamma-events", sync_gamma_events.run)
     await run_job(ctx, "refresh-universe", run)

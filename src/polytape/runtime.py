@@ -1,0 +1,101 @@
+"""The runtime of one polytape process: its live components and the hooks between them.
+
+One :class:`Runtime` is made per process by :func:`polytape.app.job_context` and reaches
+every job as ``ctx.runtime``. Every field is optional: a one-shot ``polytape job`` leaves
+them empty, ``polytape run`` fills them as its components start.
+
+=====================  ==========================================  =============================
+field                  set by                                      read by
+=====================  ==========================================  =============================
+``books``              the WebSocket feed (:class:`BookFeed`)      the signal engine
+``book_feed``          the WebSocket feed                          the signal engine (how current)
+``on_book_change``     ``run_signal_engine.attach_live_signals``   the feed, after each frame
+``on_universe_change`` the WebSocket feed                          ``refresh-universe``
+``signal_engine``      ``run_signal_engine.signal_engine``         the job and the live hook
+``signal_sink``        ``run_signal_engine.signal_sink``           the engine's listeners
+=====================  ==========================================  =============================
+
+Adding a component (an archive writer, a lease manager, a web server, ...): give it a
+typed optional field here (default ``None``), set it where the component is built, and
+if it holds resources make it a :class:`Closeable` and add its field name to
+:data:`CLOSE_ORDER`. :meth:`Runtime.aclose`, called once when the process's context
+ends, closes every such component in that order; nothing else closes them.
+
+This module imports nothing of polytape at run time (types only), so any package may
+use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import structlog
+
+if TYPE_CHECKING:
+    from polytape.bookfeed.service import BookFeed
+    from polytape.books import BookRegistry
+    from polytape.signals.engine import SignalEngine
+
+log = structlog.get_logger("polytape.runtime")
+
+
+class BookChangeHook(Protocol):
+    """Called (on the event loop) with the token ids whose live books just changed."""
+
+    def __call__(self, changed: set[str], /) -> None: ...
+
+
+class UniverseChangeHook(Protocol):
+    """Called after a universe refresh with the token ids that entered and left it."""
+
+    def __call__(self, added: set[str], removed: set[str], /) -> Awaitable[None] | None: ...
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """A component holding resources (sockets, tasks, files) until :meth:`aclose`."""
+
+    async def aclose(self) -> None: ...
+
+
+class SignalSink(Closeable, Protocol):
+    """Where new signals go besides the database (today: the webhook)."""
+
+    def submit(self, rows: Iterable[Mapping[str, Any]], /) -> None:
+        """Queue signal rows; never blocks the caller."""
+        ...
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for queued signals to go out; True if all did."""
+        ...
+
+
+# Field names of :class:`Runtime` closed by :meth:`Runtime.aclose`, in this order.
+CLOSE_ORDER: tuple[str, ...] = ("signal_sink",)
+
+
+@dataclass
+class Runtime:
+    """Live components of this process (see the module notes for who sets and reads what)."""
+
+    books: BookRegistry | None = None
+    book_feed: BookFeed | None = None
+    on_book_change: BookChangeHook | None = None
+    on_universe_change: UniverseChangeHook | None = None
+    signal_engine: SignalEngine | None = None
+    signal_sink: SignalSink | None = None
+
+    async def aclose(self, timeout: float = 10.0) -> None:
+        """Close every component in :data:`CLOSE_ORDER`; a failure is logged, never raised."""
+        for name in CLOSE_ORDER:
+            component = getattr(self, name)
+            if component is None:
+                continue
+            try:
+                await asyncio.wait_for(component.aclose(), timeout=timeout)
+            except Exception:
+                log.warning("could not close cleanly", component=name, exc_info=True)
+            setattr(self, name, None)
