@@ -25,10 +25,12 @@ backfill_app = typer.Typer(help="Offline, paced, resumable history loads.", no_a
 track_app = typer.Typer(help="Manual overrides of the tracked universe.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 signals_app = typer.Typer(help="Read the signal engine's output.", no_args_is_help=True)
+replay_app = typer.Typer(help="Rebuild the past from the archive.", no_args_is_help=True)
 app.add_typer(backfill_app, name="backfill")
 app.add_typer(track_app, name="track")
 app.add_typer(db_app, name="db")
 app.add_typer(signals_app, name="signals")
+app.add_typer(replay_app, name="replay")
 
 out = Console()
 err = Console(stderr=True)
@@ -292,6 +294,156 @@ def simulate(
         asyncio.run(run_simulator(host, seed, ports, live, live_interval, profile, world=world))
     except KeyboardInterrupt:
         pass
+
+
+# ---- the archive: replay, export, coverage ------------------------------------------------
+
+
+def _archive_dir(s: Settings) -> Path:
+    if not s.archive_dir.is_dir():
+        _fail(f"no archive at {s.archive_dir} (POLYTAPE_ARCHIVE_DIR)", EXIT_USAGE)
+    return s.archive_dir
+
+
+def _time(text: str, option: str, *, since: bool = False) -> int:
+    from polytape.archive.timeparse import parse_since, parse_time
+    from polytape.archive.writer import now_us
+
+    try:
+        return parse_since(text, now_us()) if since else parse_time(text)
+    except ValueError as exc:
+        _fail(f"{option}: {exc}", EXIT_USAGE)
+
+
+def _iso(us: int | None) -> str:
+    from polytape.archive.schema import us_to_iso
+
+    return us_to_iso(us) or "-"
+
+
+@replay_app.command("book")
+def replay_book(
+    token: Annotated[str, typer.Argument(help="Token id.")],
+    at: Annotated[str, typer.Option("--at", help="ISO 8601 or epoch milliseconds (server time).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The book of TOKEN as it stood at a moment, from the archive (exit 1 when unknown)."""
+    import json
+
+    from polytape.archive.reader import book_at
+
+    s = settings()
+    when = _time(at, "--at")
+    book = book_at(_archive_dir(s), token, when)
+    if as_json:
+        typer.echo(json.dumps(book.as_json()))
+        raise typer.Exit(EXIT_OK if book.found else EXIT_FAIL)
+    if not book.found:
+        _fail(f"the archive holds no book of {token} at {_iso(when)}", EXIT_FAIL)
+    state = "verified" if book.verified else "not verified"
+    out.print(f"book of {token} at {_iso(when)}", highlight=False)
+    out.print(f"server time {_iso(book.timestamp)}, hash {book.hash or '-'} ({state})", highlight=False)
+    if book.in_gap:
+        out.print(f"[bold yellow]warning:[/] {_iso(when)} lies inside a recorded gap ({book.gap_reason})")
+    table = Table("bid size", "bid", "ask", "ask size")
+    for i in range(max(len(book.bids), len(book.asks))):
+        bp, bs = book.bids[i] if i < len(book.bids) else ("", "")
+        ap, az = book.asks[i] if i < len(book.asks) else ("", "")
+        table.add_row(str(bs), str(bp), str(ap), str(az))
+    out.print(table)
+
+
+@app.command("export")
+def export_data(
+    data_type: Annotated[
+        str,
+        typer.Argument(
+            help="incremental_book_L2, book_snapshot_25, book_snapshot_5, "
+            "quotes, trades, open_interest or signals."
+        ),
+    ],
+    since: Annotated[str, typer.Option(help="ISO 8601, epoch ms, or a span back from now (30m, 24h, 7d).")],
+    out_path: Annotated[Path, typer.Option("--out", help="Output file; a name ending in .gz is gzipped.")],
+    until: Annotated[str | None, typer.Option(help="End (exclusive; default now).")] = None,
+    token: Annotated[list[str] | None, typer.Option(help="Only these token ids.")] = None,
+    market: Annotated[list[str] | None, typer.Option(help="Only these condition ids.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv (Tardis's format) or parquet.")] = "csv",
+) -> None:
+    """Export archive or database data as Tardis-format CSV or Parquet."""
+    from datetime import UTC, datetime
+
+    from polytape.archive.export import ARCHIVE_TYPES, DB_TYPES, db_table, export, write_table
+    from polytape.archive.writer import now_us
+
+    if data_type not in (*ARCHIVE_TYPES, *DB_TYPES):
+        _fail(f"unknown data type {data_type!r}; one of {', '.join((*ARCHIVE_TYPES, *DB_TYPES))}", EXIT_USAGE)
+    if fmt not in ("csv", "parquet"):
+        _fail(f"--format must be csv or parquet, not {fmt!r}", EXIT_USAGE)
+    s = settings()
+    lo = _time(since, "--since", since=True)
+    hi = _time(until, "--until") if until else now_us()
+    if hi <= lo:
+        _fail("--until must be after --since", EXIT_USAGE)
+    if data_type in DB_TYPES:
+        from polytape.app import open_store
+        from polytape.store.exports import read_open_interest, read_signals
+
+        start, end = (datetime.fromtimestamp(v / 1e6, UTC) for v in (lo, hi))
+        store = open_store(s)
+        try:
+            if data_type == "open_interest":
+                rows = read_open_interest(store, start, end, market)
+            else:
+                rows = read_signals(store, start, end, market, token)
+        finally:
+            store.close()
+        table = db_table(data_type, rows)
+        write_table(table, out_path, fmt)
+        n = table.num_rows
+    else:
+        n = export(_archive_dir(s), data_type, lo, hi, out_path, fmt=fmt, tokens=token, markets=market)
+    out.print(f"{data_type}: {n} rows written to {out_path}", highlight=False)
+
+
+@app.command("coverage")
+def coverage_cmd(
+    since: Annotated[str, typer.Option(help="ISO 8601, epoch ms, or a span back from now.")] = "24h",
+    until: Annotated[str | None, typer.Option(help="End (default now).")] = None,
+    token: Annotated[list[str] | None, typer.Option(help="Only these token ids.")] = None,
+) -> None:
+    """Per token: the share of time the archive covers, and every gap with its reason."""
+    from polytape.archive.report import coverage
+    from polytape.archive.writer import now_us
+
+    s = settings()
+    lo = _time(since, "--since", since=True)
+    hi = _time(until, "--until") if until else now_us()
+    rows = coverage(_archive_dir(s), lo, hi, token)
+    table = Table("token", "rows", "first", "last", "covered", "gaps")
+    for r in rows:
+        table.add_row(
+            r.token_id,
+            str(r.rows),
+            _iso(r.first if r.rows else None),
+            _iso(r.last if r.rows else None),
+            f"{100 * r.share:.2f}%",
+            str(len(r.gaps)),
+        )
+    out.print(table)
+    for r in rows:
+        for g in r.gaps:
+            healed = (
+                f"healed by {_iso(g['healed_by'])}"
+                if g.get("healed_by")
+                else "open"
+                if g["end"] is None
+                else "-"
+            )
+            out.print(
+                f"{r.token_id}  {_iso(g['start'])} → {_iso(g['end'])}  {g['reason']}  {healed}",
+                highlight=False,
+            )
+    out.print(f"{len(rows)} token(s), {sum(len(r.gaps) for r in rows)} gap(s)", highlight=False)
 
 
 def main() -> None:

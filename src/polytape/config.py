@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     books_batch_size: int = Field(500, ge=1, le=500)
     book_stale_seconds: float = Field(600.0, gt=0)
 
+    # --- archive (Parquet history of every book event, trade and gap) ---------
+    archive_enabled: bool = True
+    archive_dir: Path = Path("polytape-archive")
+    archive_flush_seconds: float = Field(10.0, gt=0, le=3600)
+    archive_retention_days: float | None = Field(None, gt=0)
+    archive_checkpoint_seconds: float = Field(300.0, gt=0)
+
     # --- cadences (seconds), the seed's defaults ------------------------------
     sync_gamma_events_interval: float = Field(600.0, gt=0)
     sync_tag_metadata_interval: float = Field(6 * 3600.0, gt=0)

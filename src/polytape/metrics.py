@@ -100,6 +100,23 @@ WEBHOOK_DELIVERIES = Counter(
     registry=REGISTRY,
 )
 
+ARCHIVE_ROWS = Counter(
+    "polytape_archive_rows_written_total",
+    "Rows written to the Parquet archive, by data type.",
+    ["data_type"],
+    registry=REGISTRY,
+)
+ARCHIVE_BYTES = Counter(
+    "polytape_archive_bytes_written_total",
+    "Bytes of Parquet written by the archive's flushes.",
+    registry=REGISTRY,
+)
+ARCHIVE_FLUSH_LAG = Gauge(
+    "polytape_archive_flush_lag_seconds",
+    "Age of the oldest row of the archive's last flush when it reached disk.",
+    registry=REGISTRY,
+)
+
 
 def start_metrics_server(port: int, addr: str = "127.0.0.1") -> None:
     """Serve :data:`REGISTRY` at ``http://addr:port/metrics`` from a daemon thread."""

@@ -139,6 +139,9 @@ def render(health: Health, snapshot: dict[str, Any], console: Console) -> None:
         f"({snapshot['stale_books']} stale), signals last hour {snapshot['signals_recent']}",
         highlight=False,
     )
+    archive = snapshot.get("archive")
+    if archive:
+        console.print(archive_line(archive), highlight=False)
     if snapshot["rejected_recent"]:
         rej = ", ".join(f"{k}: {v}" for k, v in sorted(snapshot["rejected_recent"].items()))
         console.print(f"[yellow]rejected payloads in the last hour:[/] {rej}", highlight=False)
@@ -148,6 +151,19 @@ def render(health: Health, snapshot: dict[str, Any], console: Console) -> None:
         console.print("[bold red]unhealthy:[/]")
         for p in health.problems:
             console.print(f"  - {p}", highlight=False)
+
+
+def archive_line(archive: dict[str, Any]) -> str:
+    """The archive's line of ``polytape status``."""
+    if not archive.get("exists"):
+        return f"archive {archive['dir']}: nothing recorded yet"
+    newest = archive["newest_flush_us"]
+    flushed = datetime.fromtimestamp(newest / 1e6, UTC).isoformat(timespec="seconds") if newest else "-"
+    return (
+        f"archive {archive['dir']}: {archive['bytes'] / 1e6:.1f} MB in {archive['files']} files, "
+        f"{archive['l2_rows_last_hour']} book rows in the last hour, newest flush {flushed}, "
+        f"{archive['open_gaps']} open gap(s)"
+    )
 
 
 def show_status(settings: Settings, console: Console) -> int:
@@ -166,6 +182,10 @@ def show_status(settings: Settings, console: Console) -> int:
         )
     finally:
         store.close()
+    if settings.archive_enabled:
+        from polytape.archive.report import summary
+
+        snapshot["archive"] = summary(settings.archive_dir, int(now.timestamp() * 1_000_000))
     health = assess(snapshot, settings, now)
     render(health, snapshot, console)
     return 0 if health.ok else 1

@@ -11,7 +11,7 @@ import pytest
 COMMANDS = [
     ["run"], ["job"], ["backfill", "trades"], ["backfill", "markets"], ["track", "add"],
     ["track", "remove"], ["track", "list"], ["status"], ["db", "upgrade"], ["simulate"],
-    ["signals", "tail"], ["signals", "list"],
+    ["signals", "tail"], ["signals", "list"], ["replay", "book"], ["export"], ["coverage"],
 ]  # fmt: skip
 
 

@@ -1,0 +1,230 @@
+"""The archive as a running component: the book feed's hook, flushing, upkeep, metrics.
+
+:class:`BookArchive` is what the runtime holds (``None`` when
+``POLYTAPE_ARCHIVE_ENABLED=false``). The feed and jobs call its small recording methods
+where they apply events; :meth:`BookArchive.run` flushes in a worker thread at least
+every ``archive_flush_seconds``, compacts closed hours and applies retention every few
+minutes, and :meth:`BookArchive.close` flushes the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from polytape import metrics
+from polytape.archive.compaction import compact, drop_expired
+from polytape.archive.schema import GAPS, L2, TRADES
+from polytape.archive.timeparse import datetime_us
+from polytape.archive.writer import ArchiveWriter, book_levels, now_us
+from polytape.books import OrderBook
+
+log = structlog.get_logger("polytape.archive")
+
+UPKEEP_SECONDS = 300.0
+TICK_SECONDS = 0.5
+_SIDE = {"BUY": "bid", "SELL": "ask"}
+
+
+class BookArchive:
+    """The archive component (see the module notes)."""
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        flush_seconds: float = 10.0,
+        retention_days: float | None = None,
+        checkpoint_seconds: float = 300.0,
+        name: str = "default",
+    ) -> None:
+        self.writer = ArchiveWriter(
+            root, name=name, flush_seconds=flush_seconds, checkpoint_seconds=checkpoint_seconds
+        )
+        self.root = self.writer.root
+        self.retention_days = retention_days
+        self._metric_rows = {L2: 0, TRADES: 0, GAPS: 0}
+        self._metric_bytes = 0
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> BookArchive | None:
+        """The archive the settings ask for, or None when it is disabled."""
+        if not settings.archive_enabled:
+            return None
+        return cls(
+            settings.archive_dir,
+            flush_seconds=settings.archive_flush_seconds,
+            retention_days=settings.archive_retention_days,
+            checkpoint_seconds=settings.archive_checkpoint_seconds,
+        )
+
+    # ---- the hook: small calls where events are applied -----------------------------------
+
+    def record_book(
+        self, book: OrderBook, received_at: datetime, connection_id: str = "", *, heal: bool = True
+    ) -> None:
+        """A book just replaced by a snapshot (WS ``book``, REST heal, polling)."""
+        self.writer.record_snapshot(
+            book.token_id,
+            book.condition_id,
+            book.timestamp_ms * 1000,
+            datetime_us(received_at),
+            book_levels(book.bids),
+            book_levels(book.asks),
+            book.hash,
+            book.hash_status == "verified",
+            connection_id,
+            heal=heal,
+        )
+
+    def record_deltas(
+        self,
+        book: OrderBook,
+        ts_ms: int,
+        received_at: datetime,
+        changes: Iterable[tuple[str, str, str]],
+        hash: str = "",
+        verified: bool = False,
+        connection_id: str = "",
+    ) -> None:
+        """Level changes of one message just applied to ``book``: ``(BUY|SELL, price, size)`` text."""
+        self.writer.record_changes(
+            book.token_id,
+            book.condition_id,
+            ts_ms * 1000,
+            datetime_us(received_at),
+            [(_SIDE[s], float(p), float(z)) for s, p, z in changes],
+            hash,
+            verified,
+            connection_id,
+        )
+
+    def record_gap(
+        self,
+        token_id: str,
+        start: datetime | int,
+        end: datetime | int,
+        reason: str,
+        healed_by: datetime | int | None = None,
+    ) -> None:
+        """A closed interval of missing history (µs or datetimes), e.g. a worker hand-over."""
+        self.writer.record_gap(
+            token_id, _us(start), _us(end), reason, None if healed_by is None else _us(healed_by)
+        )
+
+    def open_gap(self, token_id: str, reason: str) -> None:
+        """The token's history may be wrong from its last good time until its next heal."""
+        self.writer.open_gap(token_id, reason)
+
+    def forget(self, token_id: str) -> None:
+        """The token left the universe."""
+        self.writer.forget(token_id)
+
+    def record_trade_row(self, row: dict[str, Any], received_at: datetime) -> None:
+        """A trade as stored in the ``trades`` table."""
+        ts = row["trade_ts"]
+        self.writer.record_trade(
+            row.get("token_id") or "",
+            row.get("condition_id") or "",
+            datetime_us(ts) if isinstance(ts, datetime) else int(ts) * 1_000_000,
+            datetime_us(received_at),
+            id=row.get("dedupe_key") or "",
+            side=row.get("side") or "",
+            price=float(row.get("price") or 0.0),
+            amount=float(row.get("size") or 0.0),
+            transaction_hash=row.get("transaction_hash") or "",
+            wallet=row.get("wallet") or "",
+            outcome=row.get("outcome") or "",
+            source=row.get("source") or "",
+        )
+
+    def checkpoint(self, books: Iterable[OrderBook], received_at: datetime | None = None) -> int:
+        """Snapshot every book whose newest archived snapshot is older than the checkpoint interval."""
+        local = now_us() if received_at is None else datetime_us(received_at)
+        n = 0
+        for book in books:
+            if book.has_snapshot and self.writer.checkpoint_due(book.token_id, local):
+                self.record_book(book, received_at or datetime.now().astimezone(), "checkpoint", heal=False)
+                n += 1
+        return n
+
+    # ---- running ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Flush when due, upkeep every few minutes, until cancelled (then flush)."""
+        loop = asyncio.get_running_loop()
+        next_upkeep = loop.time() + 30.0
+        try:
+            while True:
+                await asyncio.sleep(TICK_SECONDS)
+                if self.writer.flush_due():
+                    await self.flush()
+                if loop.time() >= next_upkeep:
+                    next_upkeep = loop.time() + UPKEEP_SECONDS
+                    await self.upkeep()
+        finally:
+            with contextlib.suppress(Exception):
+                await self.flush()
+
+    async def flush(self) -> int:
+        """Write what is buffered (in a worker thread); failures are logged, not raised."""
+        async with self._lock:
+            batch = self.writer.detach()
+            if not batch.rows:
+                return 0
+            try:
+                written = await asyncio.to_thread(self.writer.write, batch)
+            except OSError as exc:
+                log.error("archive flush failed; the rows are a gap", error=str(exc)[:300])
+                return 0
+            self._export_metrics()
+            return written
+
+    async def upkeep(self) -> None:
+        """Compaction of closed hours and retention, in a worker thread."""
+        try:
+            now = now_us()
+            result = await asyncio.to_thread(
+                compact, self.root, now, grace_seconds=max(120.0, 3 * self.writer.flush_seconds)
+            )
+            dropped = await asyncio.to_thread(drop_expired, self.root, now, self.retention_days)
+        except Exception:
+            log.exception("archive compaction failed")
+            return
+        if result.hours_compacted or dropped:
+            log.info(
+                "archive compacted",
+                hours=result.hours_compacted,
+                files=result.files_merged,
+                bytes_before=result.bytes_before,
+                bytes_after=result.bytes_after,
+                dropped_hours=dropped,
+            )
+
+    def close(self) -> None:
+        """Flush everything and mark the state clean (blocking)."""
+        try:
+            self.writer.close()
+        except OSError as exc:
+            log.error("archive close failed", error=str(exc)[:300])
+        self._export_metrics()
+
+    def _export_metrics(self) -> None:
+        st = self.writer.stats
+        for data_type, total in st.rows.items():
+            metrics.ARCHIVE_ROWS.labels(data_type=data_type).inc(total - self._metric_rows[data_type])
+            self._metric_rows[data_type] = total
+        metrics.ARCHIVE_BYTES.inc(st.bytes - self._metric_bytes)
+        self._metric_bytes = st.bytes
+        metrics.ARCHIVE_FLUSH_LAG.set(st.last_lag_s)
+
+
+def _us(value: datetime | int) -> int:
+    return datetime_us(value) if isinstance(value, datetime) else int(value)
