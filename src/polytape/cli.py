@@ -14,6 +14,7 @@ from rich.table import Table
 from polytape.config import Settings, load_settings
 from polytape.errors import ConfigError, PolytapeError
 from polytape.logs import configure_logging
+from polytape.redact import redact_urls
 
 app = typer.Typer(
     help="Record Polymarket's public market data into your own database.",
@@ -56,7 +57,7 @@ class _State:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {redact_urls(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -130,7 +131,7 @@ def job(
     colour = {"ok": "green", "partial": "yellow"}.get(result.status, "red")
     out.print(
         f"{name}: [{colour}]{result.status}[/], {result.rows_written} rows"
-        + (f", error: {result.error}" if result.error else ""),
+        + (f", error: {redact_urls(result.error)}" if result.error else ""),
         highlight=False,
     )
     raise typer.Exit(EXIT_FAIL if result.status == "error" else EXIT_OK)
@@ -451,10 +452,11 @@ def main() -> None:
     try:
         app()
     except ConfigError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {redact_urls(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(EXIT_USAGE)
     except PolytapeError as exc:
-        err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+        line = redact_urls(f"{type(exc).__name__}: {exc}")
+        err.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
         sys.exit(EXIT_FAIL)
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -7,6 +7,9 @@ then the defaults below. Names are the seed's, upper-cased for the environment.
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +34,7 @@ class Settings(BaseSettings):
         extra="forbid",
         frozen=True,
         validate_default=True,
+        allow_inf_nan=False,
     )
 
     # --- where things are -------------------------------------------------
@@ -106,6 +110,8 @@ class Settings(BaseSettings):
     signal_oi_change_usd: float = Field(50_000.0, ge=0)
     signal_cooldown_minutes: float = Field(30.0, ge=0)
     signal_webhook_url: str | None = None
+    alert_horizon_minutes: float = Field(15.0, gt=0, le=7 * 24 * 60)
+    """Signals about something older than this are stored but not delivered as alerts."""
 
     # --- HTTP ----------------------------------------------------------------
     http_timeout_seconds: float = Field(15.0, gt=0)
@@ -113,7 +119,9 @@ class Settings(BaseSettings):
     http_backoff_base_seconds: float = Field(0.5, ge=0)
     http_backoff_max_seconds: float = Field(30.0, gt=0)
     http_max_concurrency: int = Field(8, ge=1, le=256)
-    http_max_response_mb: float = Field(50.0, gt=0)
+    http_max_response_mb: float = Field(50.0, gt=0, le=1024)
+    http_deadline_seconds: float = Field(60.0, gt=0, le=3600)
+    job_deadline_seconds: float = Field(1800.0, gt=0)
 
     # --- operations ------------------------------------------------------------
     log_format: Literal["auto", "console", "json"] = "auto"
@@ -167,8 +175,31 @@ class Settings(BaseSettings):
 _TOML_FILE: dict[str, Path | None] = {"path": None}
 
 
+# Environment variables with the prefix that are not settings (the test suite's own).
+_ENV_NOT_SETTINGS = ("POLYTAPE_TEST_",)
+
+
+def check_environment(environ: Mapping[str, str] | None = None) -> None:
+    """Refuse a ``POLYTAPE_*`` variable that names no setting (a typo would be ignored)."""
+    environ = os.environ if environ is None else environ
+    known = {name.upper() for name in Settings.model_fields}
+    for var in sorted(environ):
+        upper = var.upper()
+        if not upper.startswith("POLYTAPE_") or upper.startswith(_ENV_NOT_SETTINGS):
+            continue
+        name = upper.removeprefix("POLYTAPE_")
+        if name not in known:
+            raise ConfigError(f"unknown setting {var}{_did_you_mean(name, known, 'POLYTAPE_')}")
+
+
+def _did_you_mean(name: str, known: set[str], prefix: str = "") -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f"; did you mean {prefix}{close[0]}?" if close else ""
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings, or raise ConfigError naming the first bad setting."""
+    check_environment()
     path = config_file
     if path is None and DEFAULT_TOML.is_file():
         path = DEFAULT_TOML
@@ -190,6 +221,6 @@ def _describe(exc: ValidationError) -> str:
     loc = err.get("loc") or ("?",)
     name = str(loc[0])
     if err.get("type") == "extra_forbidden":
-        return f"unknown setting {name!r}"
+        return f"unknown setting {name!r}{_did_you_mean(name, set(Settings.model_fields))}"
     value = err.get("input")
     return f"bad setting POLYTAPE_{name.upper()}={value!r}: {err.get('msg', 'invalid')}"

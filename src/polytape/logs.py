@@ -7,6 +7,8 @@ import sys
 
 import structlog
 
+from polytape.redact import redact_processor
+
 
 def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
     """Set up structlog once; ``fmt`` is auto (console on a TTY), console or json."""
@@ -15,10 +17,12 @@ def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # Tracebacks become text first so that the redaction sees them too.
+        structlog.processors.format_exc_info,
+        redact_processor,
     ]
     renderer: structlog.types.Processor
     if use_json:
-        processors += [structlog.processors.format_exc_info]
         renderer = structlog.processors.JSONRenderer()
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -429,6 +430,28 @@ async def test_webhook_sink_posts_each_new_signal(store: Store, sim: SimServer) 
     assert body["text"] == body["content"] and "large_trade" in body["text"] and "$20,000" in body["text"]
     assert body["signal"]["payload"]["transaction_hash"] == whale.transaction_hash
     assert (sink.sent, sink.failed, sink.dropped) == (1, 0, 0)
+
+
+async def test_webhook_sink_delivers_only_news(store: Store, sim: SimServer) -> None:
+    """Issue 12 item 16: on a fresh database, signals older than the alert horizon are
+    stored but not delivered; a fresh one is delivered."""
+    async with (
+        webhook_server(fail_first=0) as (url, received),
+        world_context(sim, store, signal_webhook_url=url, alert_horizon_minutes=15) as ctx,
+    ):
+        cid = binary_market(sim)
+        old_ts = int(time.time()) - 40 * 60  # inside the engine's 1 h trade horizon, past the alert one
+        sim.world.plant_trade(cid, 0, "BUY", 40_000, 0.5, wallet="0xold", ts=old_ts)
+        fresh = sim.world.plant_trade(cid, 0, "BUY", 30_000, 0.5, wallet="0xnew")
+        assert await ingest_trades(ctx) == 2
+        assert await engine_pass(ctx) == 2  # both are stored as signals
+        sink = ctx.runtime.signal_sink
+        assert sink is not None
+        assert await sink.drain(10)
+        await sink.aclose()
+    [body] = received
+    assert body["signal"]["payload"]["transaction_hash"] == fresh.transaction_hash
+    assert (sink.sent, sink.held_back) == (1, 1)
 
 
 # --- the CLI -------------------------------------------------------------------------------

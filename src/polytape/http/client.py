@@ -207,7 +207,12 @@ class HttpClient:
                     ) as response:
                         outcome = str(response.status_code)
                         body = await self._read_body(response, url)
-            except (httpx.TimeoutException, TimeoutError) as exc:
+            except TimeoutError as exc:
+                outcome = "timeout"
+                raise TransportError(
+                    f"deadline of {self._config.attempt_timeout:g}s passed: {method} {url}", url=url
+                ) from exc
+            except httpx.TimeoutException as exc:
                 outcome = "timeout"
                 raise TransportError(f"timed out: {method} {url}", url=url) from exc
             except httpx.TransportError as exc:

@@ -19,8 +19,9 @@ class HttpConfig:
     max_concurrency: int = 8
     max_response_bytes: int = 50_000_000
     user_agent: str = "polytape/0.1"
-    attempt_timeout: float = 120.0
-    """Deadline for one whole attempt (headers and body), against bodies that trickle."""
+    attempt_timeout: float = 60.0
+    """Deadline for one whole attempt (headers and body), against bodies that trickle
+    (``POLYTAPE_HTTP_DEADLINE_SECONDS``); ``timeout`` only bounds the gap between reads."""
     retry_after_max: float = 300.0
     """A server's Retry-After longer than this is cut to this."""
     recover_after: int = 10
@@ -38,4 +39,5 @@ class HttpConfig:
             backoff_max=settings.http_backoff_max_seconds,
             max_concurrency=settings.http_max_concurrency,
             max_response_bytes=int(settings.http_max_response_mb * 1_000_000),
+            attempt_timeout=settings.http_deadline_seconds,
         )

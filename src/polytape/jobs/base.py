@@ -73,8 +73,17 @@ async def run_job(ctx: JobContext, name: str, fn: JobFn) -> JobResult:
     run_id = await asyncio.to_thread(begin_job_run, ctx.store, name, started)
     t0 = time.perf_counter()
     bound = log.bind(job=name, run_id=run_id)
+    deadline = ctx.settings.job_deadline_seconds
+    timer = asyncio.timeout(deadline)
     try:
-        result = await fn(ctx)
+        async with timer:  # POLYTAPE_JOB_DEADLINE_SECONDS: no server holds a run longer
+            result = await fn(ctx)
+    except TimeoutError as exc:
+        if not timer.expired():
+            bound.exception("job crashed")
+            result = JobResult(status="error", error=f"{type(exc).__name__}: {exc}")
+        else:
+            result = JobResult(status="error", error=f"deadline of {deadline:g}s passed; run stopped")
     except asyncio.CancelledError:
         # Shutdown ran out of grace: what the job committed stays, the run says so.
         await asyncio.to_thread(

@@ -11,6 +11,7 @@ feed (``ctx.runtime.book_feed``) vouches for quiet ones (:mod:`polytape.signals.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from polytape.books import BookRegistry
@@ -32,7 +33,10 @@ def signal_sink(ctx: JobContext) -> SignalSink | None:
     if not url:
         return None
     if ctx.runtime.signal_sink is None:
-        ctx.runtime.signal_sink = WebhookSink(url, HttpConfig.from_settings(ctx.settings))
+        horizon = timedelta(minutes=ctx.settings.alert_horizon_minutes)
+        ctx.runtime.signal_sink = WebhookSink(
+            url, HttpConfig.from_settings(ctx.settings), horizon=horizon, clock=ctx.clock
+        )
     return ctx.runtime.signal_sink
 
 

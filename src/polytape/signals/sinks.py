@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ from polytape import metrics
 from polytape.errors import ApiError, PayloadError
 from polytape.http import HttpClient, HttpConfig
 from polytape.signals.format import webhook_body
+from polytape.signals.news import is_news
 
 log = structlog.get_logger("polytape.signals.webhook")
 
@@ -38,9 +40,20 @@ def split_url(url: str) -> tuple[str, str]:
 class WebhookSink:
     """Posts signals to one webhook URL without ever blocking the caller."""
 
-    def __init__(self, url: str, config: HttpConfig, *, queue_size: int = QUEUE_SIZE) -> None:
+    def __init__(
+        self,
+        url: str,
+        config: HttpConfig,
+        *,
+        queue_size: int = QUEUE_SIZE,
+        horizon: timedelta | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         base, self.path = split_url(url)
         self.url = url
+        self.horizon = horizon
+        self._clock = clock
+        self.held_back = 0
         self._client = HttpClient(base, config=config, name="webhook")
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=queue_size)
         self._task: asyncio.Task[None] | None = None
@@ -52,13 +65,21 @@ class WebhookSink:
         """Queue signals for posting (call from the event loop); drops when the queue is full."""
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._worker(), name="signal-webhook")
+        now = self._clock()
+        old = 0
         for row in rows:
+            if self.horizon is not None and not is_news(row, now, self.horizon):
+                old += 1
+                continue
             try:
                 self._queue.put_nowait(webhook_body(row))
             except asyncio.QueueFull:
                 self.dropped += 1
                 metrics.WEBHOOK_DELIVERIES.labels(outcome="dropped").inc()
                 log.warning("webhook queue full: signal dropped", dropped=self.dropped, url=self.url)
+        if old:
+            self.held_back += old
+            log.info("signals older than the alert horizon stored, not delivered", signals=old)
 
     async def _worker(self) -> None:
         while True:
