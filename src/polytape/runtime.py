@@ -1,8 +1,11 @@
-"""The runtime of one polytape process: its live components and the hooks between them.
+"""The runtime of one polytape process: the context every job gets, its live components
+and the hooks between them.
 
-One :class:`Runtime` is made per process by :func:`polytape.app.job_context` and reaches
-every job as ``ctx.runtime``. Every field is optional: a one-shot ``polytape job`` leaves
-them empty, ``polytape run`` fills them as its components start.
+:class:`JobContext` (settings, store, API clients, clock, runtime) is built once by
+:func:`polytape.app.job_context` and passed down to jobs, backfills and the feed. One
+:class:`Runtime` is made with it and reaches every job as ``ctx.runtime``. Every field
+is optional: a one-shot ``polytape job`` leaves them empty, ``polytape run`` fills them
+as its components start.
 
 =====================  ==========================================  =============================
 field                  set by                                      read by
@@ -28,8 +31,9 @@ use it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import structlog
@@ -37,7 +41,10 @@ import structlog
 if TYPE_CHECKING:
     from polytape.bookfeed.service import BookFeed
     from polytape.books import BookRegistry
+    from polytape.clients import ApiClients
+    from polytape.config import Settings
     from polytape.signals.engine import SignalEngine
+    from polytape.store import Store
 
 log = structlog.get_logger("polytape.runtime")
 
@@ -99,3 +106,20 @@ class Runtime:
             except Exception:
                 log.warning("could not close cleanly", component=name, exc_info=True)
             setattr(self, name, None)
+
+
+def utcnow() -> datetime:
+    """The default clock: now, in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class JobContext:
+    """Everything a job (or a backfill) may touch, built once and passed down."""
+
+    settings: Settings
+    store: Store
+    clients: ApiClients
+    clock: Callable[[], datetime] = utcnow
+    runtime: Runtime = field(default_factory=Runtime)
+    """The process's live components and hooks (the feed's books, the signal engine, ...)."""

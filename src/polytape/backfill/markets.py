@@ -19,15 +19,10 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from polytape.backfill import Pacer, interruptible, parse_since
 from polytape.config import Settings
 from polytape.errors import ApiError, PayloadError
-from polytape.jobs.base import JobContext
-from polytape.jobs.sync_gamma_events import (
-    GammaCursor,
-    SyncTotals,
-    event_pages,
-    first_sightings,
-    store_page,
-)
+from polytape.ingest.gamma import SyncTotals, event_pages, store_page
 from polytape.normalize.gamma import GammaPayloadError, parse_gamma_datetime
+from polytape.paging import GammaCursor, first_sightings
+from polytape.runtime import JobContext
 
 EXIT_OK, EXIT_FAIL = 0, 1
 

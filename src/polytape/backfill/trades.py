@@ -5,7 +5,7 @@ Pages the v1 feed newest first over ``[since, until]`` (``takerOnly``; all sizes
 ``POLYTAPE_BACKFILL_REQUESTS_PER_SECOND``, with a progress bar over the window's time and
 an ETA. The offset cap never hides anything: at the cap the window is cut at the oldest
 trade seen and paging restarts there with a fresh offset budget (see
-:class:`polytape.jobs.sync_large_trades.OffsetPager`).
+:class:`polytape.paging.TradeWindowPager`).
 
 Resumable: after every page its rows, rejects and the position (``hi``: everything newer
 is stored) commit together in ``sync_state`` under a key made of the command's
@@ -41,9 +41,10 @@ from rich.progress import (
 from polytape.backfill import Pacer, interruptible, parse_since
 from polytape.config import Settings
 from polytape.errors import ApiError, ConfigError, PayloadError
-from polytape.jobs.base import JobContext
-from polytape.jobs.sync_large_trades import OffsetPager, bad_answer_rows, log_rejects
+from polytape.ingest.trades import bad_answer_rows, log_rejects, window_pages
 from polytape.normalize.trades import SOURCE_BACKFILL, TradesPage, normalize_trades
+from polytape.paging import TradeWindowPager
+from polytape.runtime import JobContext
 from polytape.store.core import Tx
 from polytape.store.trades import clear_gaps, merge_intervals, store_trades_page
 
@@ -147,24 +148,27 @@ async def run_backfill(
         position = Position(start=window[0], end=window[1], hi=window[1])
     else:
         console.print(f"resuming {key} below {_when(position.hi)} ({position.pages} pages stored)")
-    pager = OffsetPager(
-        ctx.clients.data,
+    pager = TradeWindowPager(
         floor=position.start,
         hi=position.hi,
         page_size=s.trades_page_size,
         offset_cap=s.trades_offset_cap,
         max_pages=None,
+        now=ctx.clock(),
+    )
+    pages = window_pages(
+        ctx.clients.data,
+        pager,
         filter_amount=min_usd,
         markets=markets or None,
         before_request=Pacer(s.backfill_requests_per_second).wait,
-        now=ctx.clock(),
     )
     clears_gaps = not markets and (min_usd is None or min_usd <= s.large_trade_usd_threshold)
     total = max(1, position.end - position.start)
     with _progress(console) as progress:
         task = progress.add_task("trades", total=total, completed=position.end - position.hi, stats="")
         try:
-            async for items in pager.pages_iter():
+            async for items in pages:
                 now = ctx.clock()
                 page = normalize_trades(items, now, SOURCE_BACKFILL)
                 page.rows = [r for r in page.rows if min_usd is None or r["usd_value"] >= min_usd]
@@ -193,7 +197,7 @@ async def run_backfill(
     return EXIT_OK
 
 
-def _advance(position: Position, pager: OffsetPager, *, pages: int) -> None:
+def _advance(position: Position, pager: TradeWindowPager, *, pages: int) -> None:
     """Carry the pager's position into the stored one (before the page commits)."""
     position.pages += pages
     position.finished = pager.complete

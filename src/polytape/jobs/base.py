@@ -1,6 +1,6 @@
-"""What every job shares: its context, its result, and the audited runner.
+"""What every job shares: its result and the audited runner (and, re-exported, its context).
 
-Imports: config, errors, metrics, store, runtime (and clients for types). The names of
+:class:`JobContext` lives in :mod:`polytape.runtime` (backfills use it too). The names of
 the jobs and their functions are in :mod:`polytape.jobs.registry`.
 """
 
@@ -10,39 +10,19 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import structlog
 
 from polytape import metrics
-from polytape.config import Settings
 from polytape.errors import PolytapeError
-from polytape.runtime import Runtime
-from polytape.store import Store
+from polytape.runtime import JobContext, utcnow
 from polytape.store.runs import begin_job_run, finish_job_run
-
-if TYPE_CHECKING:
-    from polytape.clients import ApiClients
 
 log = structlog.get_logger("polytape.jobs")
 Status = Literal["ok", "partial", "error"]
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass
-class JobContext:
-    """Everything a job may touch, built once (:func:`polytape.app.job_context`) and passed down."""
-
-    settings: Settings
-    store: Store
-    clients: ApiClients
-    clock: Callable[[], datetime] = utcnow
-    runtime: Runtime = field(default_factory=Runtime)
-    """The process's live components and hooks (the feed's books, the signal engine, ...)."""
+__all__ = ["JobContext", "JobFn", "JobResult", "Status", "run_job", "utcnow"]
 
 
 @dataclass
