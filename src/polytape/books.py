@@ -5,6 +5,15 @@ a float and keep the server's price and size strings verbatim, because the book 
 (reference.md §3.6) is computed over those strings in the server's order: bids
 ascending, asks descending.
 
+The hash is kept cheap for the whole venue: each level keeps its serialized JSON
+fragment and each side its prices sorted (updated per change by bisection), so a hash
+is a join of the fragments plus a SHA-1, never a rebuild of the book.
+
+Verification can be deferred: :meth:`OrderBook.expect` records the server's newest hash
+for the current state and :meth:`OrderBook.settle` compares it later (the keeper does
+so at least once per ``verify_within`` and before a book is persisted).
+:attr:`OrderBook.verified` says whether the *current* state was checked and matched.
+
 :class:`OrderBook` also remembers which levels changed since the store last saw it
 (:meth:`OrderBook.take_diff`), so the feed persists only changed levels.
 :class:`BookRegistry` holds the books of every tracked token; other components (the
@@ -14,6 +23,7 @@ signal engine) read it from ``ctx.runtime.books``.
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +38,31 @@ Side = Literal["BUY", "SELL"]
 LevelMap = dict[float, tuple[str, str]]  # price -> (price text, size text)
 
 _ENCODER = msgspec.json.Encoder()
+
+
+def _plain(text: str) -> bool:
+    """True when JSON writes ``text`` unescaped (no control character, quote or backslash)."""
+    return text.isprintable() and '"' not in text and "\\" not in text
+
+
+def _json_str(text: str) -> str:
+    """``text`` as a JSON string literal, exactly as msgspec (and ``json.dumps``) write it."""
+    if _plain(text):
+        return '"' + text + '"'
+    return _ENCODER.encode(text).decode()
+
+
+def _fragment(price: str, size: str) -> str:
+    """One level's part of the hash payload: ``{"price":"…","size":"…"}``."""
+    if _plain(price + size):
+        return f'{{"price":"{price}","size":"{size}"}}'
+    return '{"price":' + _json_str(price) + ',"size":' + _json_str(size) + "}"
+
+
+def _sorted_side(levels: LevelMap, sign: float) -> tuple[list[float], list[str]]:
+    """Sort keys (``sign * price``, ascending) and the level fragments in that order."""
+    keys = sorted(sign * p for p in levels)
+    return keys, [_fragment(*levels[sign * k]) for k in keys]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +90,8 @@ def _parse_levels(levels: Iterable[msgspec.Struct]) -> LevelMap:
             raise ValueError(f"absurd level price={price_text!r} size={size_text!r}")
         if size > 0.0:
             out[price] = (price_text, size_text)
+        elif price in out:  # a later zero for a repeated price removes it
+            del out[price]
     return out
 
 
@@ -62,10 +99,14 @@ class OrderBook:
     """The current book of one token (see the module notes)."""
 
     __slots__ = (
-        "_best_ask",
-        "_best_bid",
+        "_afrag",
+        "_akeys",
+        "_bfrag",
+        "_bkeys",
+        "_checked",
         "_dirty",
         "_full",
+        "_pending",
         "asks",
         "bids",
         "condition_id",
@@ -107,8 +148,14 @@ class OrderBook:
         self.meta_dirty = True
         self._dirty: set[tuple[str, float]] = set()
         self._full = True
-        self._best_bid: float | None = None
-        self._best_ask: float | None = None
+        # each side sorted in hash order (bids ascending, asks descending: best last), as
+        # sort keys (price for bids, -price for asks) and the levels' JSON fragments
+        self._bkeys: list[float] = []
+        self._bfrag: list[str] = []
+        self._akeys: list[float] = []
+        self._afrag: list[str] = []
+        self._pending = False  # ``hash`` is the server's hash of the current state, unchecked
+        self._checked = False  # ``hash_status`` is the outcome for the current state
 
     # ---- updates ---------------------------------------------------------------------
 
@@ -124,7 +171,9 @@ class OrderBook:
             self._mark_replaced(BUY, self.bids, bids)
             self._mark_replaced(SELL, self.asks, asks)
         self.bids, self.asks = bids, asks
-        self._best_bid = self._best_ask = None
+        self._bkeys, self._bfrag = _sorted_side(bids, 1.0)
+        self._akeys, self._afrag = _sorted_side(asks, -1.0)
+        self._pending = self._checked = False
         self.timestamp, self.timestamp_ms = str(msg.timestamp), ts_ms
         self.snapshot_ms = ts_ms
         self.hash = msg.hash
@@ -164,17 +213,23 @@ class OrderBook:
         if not (0.0 <= p <= 1.0) or not (0.0 <= s < float("inf")):
             raise ValueError(f"absurd level price={price!r} size={size!r}")
         if side == BUY:
-            levels = self.bids
-            self._best_bid = None
+            levels, keys, frags, k = self.bids, self._bkeys, self._bfrag, p
         elif side == SELL:
-            levels = self.asks
-            self._best_ask = None
+            levels, keys, frags, k = self.asks, self._akeys, self._afrag, -p
         else:
             raise ValueError(f"unknown side {side!r}")
         if s > 0.0:
+            i = bisect_left(keys, k)
+            if p in levels:
+                frags[i] = _fragment(price, size)
+            else:
+                keys.insert(i, k)
+                frags.insert(i, _fragment(price, size))
             levels[p] = (price, size)
-        else:
-            levels.pop(p, None)
+        elif p in levels:
+            i = bisect_left(keys, k)
+            del levels[p], keys[i], frags[i]
+        self._pending = self._checked = False
         if not self._full:
             self._dirty.add((side, p))
         if ts is not None and ts != self.timestamp:
@@ -186,28 +241,32 @@ class OrderBook:
         """Record the server time of the newest update (``ValueError`` if unreadable)."""
         self.timestamp_ms = timestamp_ms(ts)
         self.timestamp = str(ts)
+        self._pending = self._checked = False
 
     def set_last_trade_price(self, price: str) -> None:
-        """Track ``last_trade_price`` (a hash input)."""
+        """Track ``last_trade_price`` (a hash input).
+
+        Settle a pending check first (:meth:`settle`): the hash it awaits was computed
+        with the old price.
+        """
         if price != self.last_trade_price:
             self.last_trade_price = price
             self.meta_dirty = True
+            self._pending = self._checked = False
 
     # ---- reading ---------------------------------------------------------------------
 
     @property
     def best_bid(self) -> float | None:
         """Highest bid price, or None when there are no bids."""
-        if self._best_bid is None and self.bids:
-            self._best_bid = max(self.bids)
-        return self._best_bid
+        keys = self._bkeys
+        return keys[-1] if keys else None
 
     @property
     def best_ask(self) -> float | None:
         """Lowest ask price, or None when there are no asks."""
-        if self._best_ask is None and self.asks:
-            self._best_ask = min(self.asks)
-        return self._best_ask
+        keys = self._akeys
+        return -keys[-1] if keys else None
 
     @property
     def spread(self) -> float | None:
@@ -228,9 +287,11 @@ class OrderBook:
 
     def depth(self, n: int | None = None) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
         """Best ``n`` levels per side as ``(price, size)``: bids high→low, asks low→high."""
-        bids = sorted(self.bids.items(), reverse=True)[:n]
-        asks = sorted(self.asks.items())[:n]
-        return [(p, float(v[1])) for p, v in bids], [(p, float(v[1])) for p, v in asks]
+        bk, ak = self._bkeys, self._akeys
+        bids = bk[::-1] if n is None else bk[-1 : -n - 1 : -1]
+        asks = ak[::-1] if n is None else ak[-1 : -n - 1 : -1]
+        b, a = self.bids, self.asks
+        return [(p, float(b[p][1])) for p in bids], [(-k, float(a[-k][1])) for k in asks]
 
     def levels(self) -> Iterator[tuple[str, float, float]]:
         """Every level as ``(side, price, size)``."""
@@ -242,25 +303,40 @@ class OrderBook:
     # ---- hash ------------------------------------------------------------------------
 
     def compute_hash(self) -> str | None:
-        """The book hash per reference.md §3.6, or None while an input is unknown."""
+        """The book hash per reference.md §3.6, or None while an input is unknown.
+
+        A join of the kept level fragments in server order (bids ascending, asks
+        descending) between the serialized scalar fields, then one SHA-1.
+        """
         if self.min_order_size is None or self.neg_risk is None or self.tick_size is None:
             return None
-        payload = {
-            "market": self.condition_id,
-            "asset_id": self.token_id,
-            "timestamp": self.timestamp,
-            "hash": "",
-            "bids": [{"price": v[0], "size": v[1]} for _, v in sorted(self.bids.items())],
-            "asks": [{"price": v[0], "size": v[1]} for _, v in sorted(self.asks.items(), reverse=True)],
-            "min_order_size": self.min_order_size,
-            "tick_size": self.tick_size,
-            "neg_risk": self.neg_risk,
-            "last_trade_price": self.last_trade_price,
-        }
-        return hashlib.sha1(_ENCODER.encode(payload)).hexdigest()
+        text = "".join(
+            (
+                '{"market":',
+                _json_str(self.condition_id),
+                ',"asset_id":',
+                _json_str(self.token_id),
+                ',"timestamp":',
+                _json_str(self.timestamp),
+                ',"hash":"","bids":[',
+                ",".join(self._bfrag),
+                '],"asks":[',
+                ",".join(self._afrag),
+                '],"min_order_size":',
+                _json_str(self.min_order_size),
+                ',"tick_size":',
+                _json_str(self.tick_size),
+                ',"neg_risk":',
+                "true" if self.neg_risk else "false",
+                ',"last_trade_price":',
+                _json_str(self.last_trade_price),
+                "}",
+            )
+        )
+        return hashlib.sha1(text.encode()).hexdigest()
 
     def verify(self, expected: str | None) -> HashStatus:
-        """Compare the local hash with the server's ``expected`` and record the outcome."""
+        """Compare the local hash with the server's ``expected`` now and record the outcome."""
         if expected:
             self.hash = expected
         computed = self.compute_hash() if expected else None
@@ -268,10 +344,37 @@ class OrderBook:
             status: HashStatus = "unknown"
         else:
             status = "verified" if computed == expected else "corrupted"
+        self._pending = False
+        self._checked = True
         if status != self.hash_status:
             self.hash_status = status
             self.meta_dirty = True
         return status
+
+    def expect(self, expected: str) -> None:
+        """Record the server's hash of the current state, to be checked by :meth:`settle`."""
+        self.hash = expected
+        self._pending = True
+        self._checked = False
+
+    @property
+    def check_pending(self) -> bool:
+        """True when an expected hash of the current state awaits :meth:`settle`."""
+        return self._pending
+
+    def settle(self) -> HashStatus | None:
+        """Run the pending check (None when there is none)."""
+        return self.verify(self.hash) if self._pending else None
+
+    @property
+    def checked_status(self) -> HashStatus:
+        """``hash_status`` if it is the outcome for the current state, else ``"unknown"``."""
+        return self.hash_status if self._checked else "unknown"
+
+    @property
+    def verified(self) -> bool:
+        """True when the current state was checked against the server's hash and matched."""
+        return self._checked and self.hash_status == "verified"
 
     # ---- persistence bookkeeping -----------------------------------------------------------
 

@@ -77,7 +77,8 @@ class Settings(BaseSettings):
     ws_reconnect_max_seconds: float = Field(60.0, gt=0)
     ws_verify_hashes: bool = True
     book_resync_minutes: float = Field(5.0, gt=0)
-    book_persist_interval_seconds: float = Field(1.0, gt=0)
+    book_write_seconds: float = Field(1.0, gt=0)  # at most one write per book per this
+    book_verify_seconds: float = Field(0.5, ge=0)  # hash check of a changed book within; 0: each message
     books_batch_size: int = Field(500, ge=1, le=500)
     book_stale_seconds: float = Field(600.0, gt=0)
 

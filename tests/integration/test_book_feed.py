@@ -24,7 +24,7 @@ FAST = {
     "ws_silence_timeout_seconds": 1.5,
     "ws_reconnect_max_seconds": 0.3,
     "ws_ping_interval_seconds": 0.5,
-    "book_persist_interval_seconds": 0.2,
+    "book_write_seconds": 0.2,
 }
 
 

@@ -76,7 +76,7 @@ async def test_polling_stores_the_truth(store: Store, sim: SimServer) -> None:
 
 
 async def test_polling_gives_the_same_books_as_the_ws_path(store: Store, sim: SimServer) -> None:
-    async with sim_context(sim, store, max_tracked_markets=10, book_persist_interval_seconds=0.2) as ctx:
+    async with sim_context(sim, store, max_tracked_markets=10, book_write_seconds=0.2) as ctx:
         await track_quirks(ctx, sim)
         tokens = await asyncio.to_thread(live_tracked, sim, store)
         async with running_feed(ctx) as feed:

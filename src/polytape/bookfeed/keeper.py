@@ -10,21 +10,37 @@ the deltas: a rate-limited resync must not freeze it). When the snapshot
 arrives, buffered deltas it already covers are dropped (those up to the one whose hash
 equals the snapshot's, else those older than its timestamp) and the rest replayed.
 A book is thrown away on a tick-size change and on unsubscribe.
+
+Verification (``verify=True``): every ``book`` and ``price_change`` carries the server's
+hash of the book after it. With ``verify_within`` = 0 each one is checked at once; with
+``verify_within`` > 0 the newest hash of a book is recorded and checked later, at least
+once per ``verify_within`` seconds of receive time (a quiet book by :meth:`verify_due`,
+which the feed calls on a timer), and always before something that changes a hash input
+other than levels (``last_trade_price``, REST fields). A v2 ``price_change`` also carries
+the best bid and ask after the change; they are compared with the book's on every
+message (cheap), and a difference forces the full check at once. A lost delta therefore
+shows up at the book's next message if it moved the top, else within ``verify_within``.
+
+Whether a book's *current* state is verified: :meth:`BookKeeper.verified` (it runs a
+pending check first), or :attr:`OrderBook.verified` without forcing one. The writer
+settles pending checks before it persists a book.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
 
-from polytape.books import BookRegistry, OrderBook
+from polytape.books import BookRegistry, HashStatus, OrderBook
 from polytape.normalize.books import (
     BookMsg,
+    ChangeV2,
     LastTradePriceMsg,
+    LevelChange,
     MarketResolvedMsg,
     Message,
     PriceChangeMsg,
@@ -65,6 +81,8 @@ class FeedStats:
     rejected: Counter[str] = field(default_factory=Counter)
     resyncs: Counter[str] = field(default_factory=Counter)
     hash_mismatches: int = 0
+    hash_checks: int = 0  # full hash comparisons made
+    top_mismatches: int = 0  # v2 best_bid/best_ask differing from the book's
     unknown_book_deltas: int = 0
     stale_deltas: int = 0
     untracked: int = 0
@@ -86,9 +104,12 @@ def _type_name(msg: Message) -> str:
 class BookKeeper:
     """Turns frames and snapshots into book state (see the module notes)."""
 
-    def __init__(self, registry: BookRegistry, *, verify: bool = True) -> None:
+    def __init__(self, registry: BookRegistry, *, verify: bool = True, verify_within: float = 0.0) -> None:
         self.registry = registry
         self.verify = verify
+        self.verify_within = verify_within
+        self._due: deque[tuple[float, str]] = deque()  # (deadline, token) of deferred checks
+        self._due_tokens: set[str] = set()
         self.stats = FeedStats()
         self.wanted: dict[str, str] = {}  # token -> reason of the resync it needs
         self.in_flight: set[str] = set()
@@ -123,6 +144,8 @@ class BookKeeper:
                 self.stats.by_type[_type_name(item)] += 1
                 self.stats.last_message_at = received_at
                 self._dispatch(item, received_at, changed, owned)
+        if self._due:
+            self._verify_due(received_at.timestamp())
         return changed
 
     def _dispatch(
@@ -182,7 +205,7 @@ class BookKeeper:
             self.buffers[token_id] = []  # what was held back is older than this snapshot
         elif token_id in self.wanted:
             self._forget_heal(token_id)  # a full snapshot is the heal
-        self._check(book, msg.hash)
+        self._expect(book, msg.hash, received_at.timestamp())
         changed.add(token_id)
 
     def _on_price_change(
@@ -196,7 +219,7 @@ class BookKeeper:
         books, buffers = self.registry.books, self.buffers
         follows = self.registry.conditions if owned is None else owned
         held: dict[str, Buffered] = {}
-        last_hash: dict[str, str | None] = {}
+        last: dict[str, ChangeV2 | LevelChange] = {}
         bad = False
         for ch in level_changes(msg):
             token_id = ch.asset_id
@@ -226,11 +249,19 @@ class BookKeeper:
                 bad = bad or self._reject_once(msg, exc, received_at)
                 continue
             book.received_at = received_at
-            if ch.hash and ts_ms > book.snapshot_ms:  # same millisecond: the snapshot may cover it
-                last_hash[token_id] = ch.hash
+            last[token_id] = ch
             changed.add(token_id)
-        for token_id, expected in last_hash.items():
-            self._check(books[token_id], expected)
+        if not (last and self.verify):
+            return
+        now_s = received_at.timestamp()
+        for token_id, ch in last.items():
+            book = books[token_id]
+            if not ch.hash or ts_ms <= book.snapshot_ms:  # same millisecond: the snapshot may cover it
+                continue
+            self._expect(book, ch.hash, now_s)
+            if book.check_pending and type(ch) is ChangeV2 and not _top_matches(book, ch):
+                self.stats.top_mismatches += 1
+                self._settle(book)
 
     def _reject_once(self, msg: PriceChangeMsg, exc: ValueError, received_at: datetime) -> bool:
         self.reject(Rejected("invalid:price_change", f"absurd level: {exc}", _raw(msg)), received_at)
@@ -247,6 +278,8 @@ class BookKeeper:
             return
         book = self.registry.books.get(token_id)
         if book is not None:
+            if book.check_pending and msg.price != book.last_trade_price:
+                self._settle(book)  # its awaited hash was made with the old price
             book.set_last_trade_price(msg.price)
 
     def _hold(self, token_id: str, entry: Buffered) -> None:
@@ -257,14 +290,28 @@ class BookKeeper:
 
     # ---- verification and heal requests ------------------------------------------------------
 
-    def _check(self, book: OrderBook, expected: str | None) -> None:
+    def _expect(self, book: OrderBook, expected: str | None, now_s: float) -> None:
+        """Record the server's hash of ``book`` now; check it now or by the deadline."""
         if not self.verify or not expected:
             return
-        if book.token_id in self.unverifiable:
+        token_id = book.token_id
+        if token_id in self.unverifiable:
             book.hash = expected
             book.hash_status = "unknown"
             return
-        status = book.verify(expected)
+        book.expect(expected)
+        if self.verify_within <= 0:
+            self._settle(book)
+        elif token_id not in self._due_tokens:
+            self._due_tokens.add(token_id)
+            self._due.append((now_s + self.verify_within, token_id))
+
+    def _settle(self, book: OrderBook) -> None:
+        """Run the book's pending hash check; a mismatch asks for a resync."""
+        status = book.settle()
+        if status is None:
+            return
+        self.stats.hash_checks += 1
         if status == "corrupted":
             self.stats.hash_mismatches += 1
             self._streak[book.token_id] += 1
@@ -274,6 +321,39 @@ class BookKeeper:
             self.request_resync(book.token_id, "hash_mismatch")
         elif status == "verified":
             self._streak.pop(book.token_id, None)
+
+    def _verify_due(self, now_s: float) -> None:
+        due, books = self._due, self.registry.books
+        while due and due[0][0] <= now_s:
+            token_id = due.popleft()[1]
+            self._due_tokens.discard(token_id)
+            book = books.get(token_id)
+            if book is not None:
+                self._settle(book)
+
+    def verify_due(self, now: datetime) -> None:
+        """Run the deferred checks whose deadline has passed (the feed calls this on a timer)."""
+        if self._due:
+            self._verify_due(now.timestamp())
+
+    def settle(self, book: OrderBook) -> HashStatus:
+        """Run ``book``'s pending check now, if any; its hash status after that."""
+        if book.check_pending:
+            self._settle(book)
+        return book.hash_status
+
+    def verified(self, token_id: str) -> bool:
+        """True when the token's current book state matches the server's newest hash.
+
+        A pending check is run first, so this is the answer to "may this state be
+        recorded as verified" (False for a missing book, an unknown or corrupted hash,
+        or a state changed by a message that carried no hash).
+        """
+        book = self.registry.books.get(token_id)
+        if book is None:
+            return False
+        self.settle(book)
+        return book.verified
 
     def request_resync(self, token_id: str, reason: str) -> None:
         """Ask for a REST snapshot of a tracked token (the healer decides when)."""
@@ -294,6 +374,7 @@ class BookKeeper:
         self.unverifiable.discard(token_id)
         self.resubscribe.discard(token_id)
         self._streak.pop(token_id, None)
+        self._due_tokens.discard(token_id)
 
     # ---- REST snapshots ------------------------------------------------------------------------
 
@@ -343,6 +424,7 @@ class BookKeeper:
             self._verify_rest(book, msg.hash)
             buf = _not_covered(buf, msg.hash, rest_ms)
         else:  # our book is newer than the answer: keep it, learn the REST-only fields
+            self.settle(book)
             book.min_order_size = msg.min_order_size or book.min_order_size
             book.neg_risk = msg.neg_risk if msg.neg_risk is not None else book.neg_risk
             book.meta_dirty = True
@@ -365,21 +447,35 @@ class BookKeeper:
             self._streak.pop(book.token_id, None)
 
     def _replay(self, book: OrderBook, buf: list[Buffered], received_at: datetime) -> None:
+        now_s = received_at.timestamp()
         for entry in buf:
             last: str | None = None
             for side, price, size, digest in entry.changes:
                 if side == LTP:
+                    if book.check_pending and price != book.last_trade_price:
+                        self._settle(book)
                     book.set_last_trade_price(price)
                     continue
                 try:
                     book.apply_change(side, price, size, entry.ts, entry.ts_ms)
                 except ValueError:
                     continue  # already rejected when it arrived
-                last = digest or last
+                last = digest
             if last is not None and entry.ts_ms > book.snapshot_ms:
-                self._check(book, last)
+                self._expect(book, last, now_s)
         if buf:
             book.received_at = received_at
+
+
+def _top_matches(book: OrderBook, ch: ChangeV2) -> bool:
+    """The change's ``best_bid``/``best_ask`` (``"0"`` for an empty side) equal the book's."""
+    if ch.best_bid is None or ch.best_ask is None:
+        return True
+    try:
+        bid, ask = float(ch.best_bid), float(ch.best_ask)
+    except ValueError:
+        return True  # not a number: the full hash check decides
+    return bid == (book.best_bid or 0.0) and ask == (book.best_ask or 0.0)
 
 
 def _not_covered(buf: list[Buffered], snapshot_hash: str, snapshot_ms: int) -> list[Buffered]:

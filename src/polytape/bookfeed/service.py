@@ -69,7 +69,9 @@ class BookFeed:
         self.runtime = runtime if runtime is not None else Runtime()
         self.clock = clock
         self.universe_poll_seconds = universe_poll_seconds
-        self.keeper = BookKeeper(self.registry, verify=settings.ws_verify_hashes)
+        self.keeper = BookKeeper(
+            self.registry, verify=settings.ws_verify_hashes, verify_within=settings.book_verify_seconds
+        )
         self.healer = Healer(
             self.keeper,
             clob,
@@ -83,7 +85,7 @@ class BookFeed:
             clock,
             self.health,
             health_interval,
-            min_interval=settings.book_persist_interval_seconds,
+            min_interval=settings.book_write_seconds,
         )
         self.channels: dict[str, MarketChannel] = {}
         self.owner: dict[str, str] = {}  # token -> channel name
@@ -107,7 +109,7 @@ class BookFeed:
         """Run until cancelled or :meth:`stop`; the last changes are flushed on the way out."""
         loops = [
             asyncio.create_task(
-                self._every(self.settings.book_persist_interval_seconds / FLUSHES_PER_INTERVAL, self._flush)
+                self._every(self.settings.book_write_seconds / FLUSHES_PER_INTERVAL, self._flush)
             ),
             asyncio.create_task(self._every(HEAL_TICK, self._heal)),
             asyncio.create_task(self._universe_loop()),
@@ -141,6 +143,7 @@ class BookFeed:
             await asyncio.sleep(next_at - time.monotonic())
 
     async def _flush(self) -> None:
+        self.keeper.verify_due(self.clock())  # quiet books' deferred hash checks
         await self.writer.flush()
         self._export_metrics()
 

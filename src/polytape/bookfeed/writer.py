@@ -1,9 +1,10 @@
 """Persisting the live books: one transaction per flush, only what changed, plus feed health.
 
-Flushes run several times per ``book_persist_interval_seconds`` and each takes the
+Flushes run several times per ``book_write_seconds`` and each takes the
 books with unsaved changes that were not written within that interval, so every book
 is written at most once per interval without waiting for a global tick. A write is
-its ``orderbooks`` row, its changed levels upserted and removed ones deleted (a full
+its ``orderbooks`` row (with its hash status, checked first when a deferred check is
+pending), its changed levels upserted and removed ones deleted (a full
 replacement for a new book). Rejected payloads, books of tokens that left the
 universe and, every few seconds, the ``sync_state`` key ``"ws_feed"`` go in the same
 transaction.
@@ -72,8 +73,11 @@ class BookWriter:
         mono = self.monotonic()
         ready = mono - self.min_interval
         last_written = self.last_written
-        for book in self.keeper.registry.books.values():
+        keeper = self.keeper
+        for book in keeper.registry.books.values():
             if book.pending_write and (force_health or last_written.get(book.token_id, -math.inf) <= ready):
+                if book.check_pending:
+                    keeper.settle(book)  # its hash status is stored with it: check it first
                 batch.add(book, now)
                 stamps[book.token_id] = book.timestamp_ms
                 last_written[book.token_id] = mono

@@ -175,6 +175,7 @@ class Rejected:
 Item = Message | TextFrame | Rejected
 
 _FAST = msgspec.json.Decoder(list[Message] | Message)  # type: ignore[arg-type]
+_LONGEST_TEXT_FRAME = 64  # bytes: a longer frame is JSON or garbage, never PONG & co.
 _ANY = msgspec.json.Decoder()
 
 
@@ -184,17 +185,22 @@ def decode_frame(frame: str | bytes) -> list[Item]:
     The fast path decodes the whole frame into typed messages at once; a frame that
     fails it is taken apart item by item so the valid messages are kept.
     """
-    text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
-    stripped = text.strip()
-    if stripped in TEXT_FRAMES:
-        return [TextFrame(stripped)]
+    if len(frame) <= _LONGEST_TEXT_FRAME:
+        short = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+        if short.strip() in TEXT_FRAMES:
+            return [TextFrame(short.strip())]
     try:
-        fast = _FAST.decode(text)
+        fast = _FAST.decode(frame)  # str or bytes, no copy
     except msgspec.DecodeError:
         pass  # invalid JSON or a bad item: sort it out below
     else:
-        messages: list[Message] = list(fast) if isinstance(fast, list) else [fast]
-        return [m if _valid(m) else _reject_invalid(m) for m in messages]
+        messages: list[Message] = fast if isinstance(fast, list) else [fast]
+        for m in messages:
+            if type(m) is PriceChangeMsg and not _valid(m):
+                return [m if _valid(m) else _reject_invalid(m) for m in messages]
+        return messages  # type: ignore[return-value]
+    text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+    stripped = text.strip()
     try:
         generic = _ANY.decode(text)
     except msgspec.DecodeError as exc:

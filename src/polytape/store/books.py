@@ -40,7 +40,7 @@ def book_row(book: OrderBook, now: datetime) -> dict[str, Any]:
         "condition_id": book.condition_id or None,
         "book_ts": book.updated_at,
         "hash": book.hash or None,
-        "hash_status": book.hash_status,
+        "hash_status": book.checked_status,
         "best_bid": book.best_bid,
         "best_ask": book.best_ask,
         "last_trade_price": _num(book.last_trade_price),
