@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -114,6 +115,14 @@ class Settings(BaseSettings):
     alert_horizon_minutes: float = Field(15.0, gt=0, le=7 * 24 * 60)
     """Signals about something older than this are stored but not delivered as alerts."""
 
+    # --- alerts and the web dashboard ---------------------------------------------
+    alert_urls: str | list[str] | None = None
+    alert_max_per_hour: int = Field(10, ge=1, le=10_000)
+    alert_max_attempts: int = Field(5, ge=1, le=20)
+    alert_retry_base_seconds: float = Field(2.0, ge=0, le=600)
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(8765, ge=0, le=65535)
+
     # --- HTTP ----------------------------------------------------------------
     http_timeout_seconds: float = Field(15.0, gt=0)
     http_max_retries: int = Field(4, ge=0, le=20)
@@ -152,6 +161,19 @@ class Settings(BaseSettings):
             raise ValueError("must be a ws:// or wss:// URL")
         return v
 
+    @field_validator("alert_urls")
+    @classmethod
+    def _check_alert_urls(cls, v: str | list[str] | None) -> str | list[str] | None:
+        parse_alert_urls(v)  # raises ValueError naming the bad entry
+        return v
+
+    def alert_specs(self) -> list[AlertSpec]:
+        """Every alert channel: ``alert_urls``, plus the old webhook as a JSON URL."""
+        specs = parse_alert_urls(self.alert_urls)
+        if self.signal_webhook_url:
+            specs.append(AlertSpec(webhook_as_json_url(self.signal_webhook_url)))
+        return specs
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -170,6 +192,59 @@ class Settings(BaseSettings):
     def cadence(self, job_name: str) -> float:
         """Seconds between runs of the job named ``job_name`` (dashes or underscores)."""
         return float(getattr(self, job_name.replace("-", "_") + "_interval"))
+
+
+@dataclass(frozen=True)
+class AlertSpec:
+    """One alert channel: an Apprise URL and which signals it wants."""
+
+    url: str
+    types: frozenset[str] = frozenset()  # empty: every type
+    min_score: float | None = None
+
+
+_ALERT_FILTERS = ("types=", "min_score=")
+
+
+def parse_alert_urls(value: str | list[str] | None) -> list[AlertSpec]:
+    """``POLYTAPE_ALERT_URLS``: Apprise URLs separated by whitespace (or a JSON/TOML list),
+    each optionally prefixed by filters, e.g. ``types=large_trade,complement_arb;min_score=20000;tgram://…``.
+    """
+    if not value:
+        return []
+    entries = value.split() if isinstance(value, str) else [e.strip() for e in value]
+    specs = []
+    for entry in entries:
+        if not entry:
+            continue
+        types: frozenset[str] = frozenset()
+        min_score = None
+        rest = entry
+        while rest.startswith(_ALERT_FILTERS):
+            item, sep, rest = rest.partition(";")
+            if not sep:
+                raise ValueError(f"alert entry has filters but no URL after ';': {item!r}")
+            key, _, val = item.partition("=")
+            if key == "types":
+                types = frozenset(t.strip() for t in val.split(",") if t.strip())
+            else:
+                try:
+                    min_score = float(val)
+                except ValueError:
+                    raise ValueError(f"min_score must be a number, not {val!r}") from None
+        if "://" not in rest:
+            raise ValueError(f"not an Apprise URL (scheme://...): {rest[:12]!r}...")
+        specs.append(AlertSpec(rest, types, min_score))
+    return specs
+
+
+def webhook_as_json_url(url: str) -> str:
+    """The old ``POLYTAPE_SIGNAL_WEBHOOK_URL`` (http/https) as Apprise's ``json://``/``jsons://``."""
+    if url.startswith("https://"):
+        return "jsons://" + url.removeprefix("https://")
+    if url.startswith("http://"):
+        return "json://" + url.removeprefix("http://")
+    return url
 
 
 # The TOML path is chosen per load; pydantic-settings builds sources from the class.
@@ -217,6 +292,9 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         _TOML_FILE["path"] = None
 
 
+_SECRET_SETTINGS = ("alert_urls", "signal_webhook_url")
+
+
 def _describe(exc: ValidationError) -> str:
     err = exc.errors()[0]
     loc = err.get("loc") or ("?",)
@@ -224,4 +302,6 @@ def _describe(exc: ValidationError) -> str:
     if err.get("type") == "extra_forbidden":
         return f"unknown setting {name!r}{_did_you_mean(name, set(Settings.model_fields))}"
     value = err.get("input")
+    if name in _SECRET_SETTINGS:
+        value = "…"  # URLs with tokens never reach the terminal or logs
     return f"bad setting POLYTAPE_{name.upper()}={value!r}: {err.get('msg', 'invalid')}"

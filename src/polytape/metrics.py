@@ -121,3 +121,12 @@ ARCHIVE_FLUSH_LAG = Gauge(
 def start_metrics_server(port: int, addr: str = "127.0.0.1") -> None:
     """Serve :data:`REGISTRY` at ``http://addr:port/metrics`` from a daemon thread."""
     start_http_server(port, addr=addr, registry=REGISTRY)
+
+
+ALERT_DELIVERIES = Counter(
+    "polytape_alert_deliveries",
+    "Alerts by outcome: sent, failed (after retries), held (rate limit), stale (older than the "
+    "horizon), repeat (already delivered), filtered (the channel does not want it), dropped (queue full).",
+    ["outcome"],
+    registry=REGISTRY,
+)

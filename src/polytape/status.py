@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from polytape.config import Settings
@@ -145,6 +146,7 @@ def render(health: Health, snapshot: dict[str, Any], console: Console) -> None:
     if snapshot["rejected_recent"]:
         rej = ", ".join(f"{k}: {v}" for k, v in sorted(snapshot["rejected_recent"].items()))
         console.print(f"[yellow]rejected payloads in the last hour:[/] {rej}", highlight=False)
+    _render_alerts(snapshot.get("alerts") or [], console)
     if health.ok:
         console.print("[bold green]healthy[/]")
     else:
@@ -164,6 +166,27 @@ def archive_line(archive: dict[str, Any]) -> str:
         f"{archive['l2_rows_last_hour']} book rows in the last hour, newest flush {flushed}, "
         f"{archive['open_gaps']} open gap(s)"
     )
+
+
+def _render_alerts(lines: list[dict[str, Any]], console: Console) -> None:
+    """The delivery log of the last 24 h, one line per alert channel."""
+    if not lines:
+        return
+    table = Table(title="alerts (last 24 h)", title_justify="left")
+    for col in ("channel", "sent", "failed", "held", "stale", "last"):
+        table.add_column(col)
+    for line in lines:
+        failed = line.get("failed", 0)
+        last = line.get("last")
+        table.add_row(
+            escape(line["channel"]),
+            str(line.get("sent", 0)),
+            f"[red]{failed}[/]" if failed else "0",
+            str(line.get("held", 0)),
+            str(line.get("stale", 0)),
+            last.strftime("%Y-%m-%d %H:%M:%S") if isinstance(last, datetime) else "-",
+        )
+    console.print(table)
 
 
 def show_status(settings: Settings, console: Console) -> int:

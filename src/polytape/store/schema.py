@@ -248,3 +248,25 @@ sync_state = sa.Table(
     sa.Column("value", JSONType),
     _ts("updated_at", nullable=False),
 )
+
+# One row per signal (or digest) per alert channel: the delivery log. The unique
+# (channel, dedupe_key) makes a signal go out at most once per channel, across
+# restarts and workers.
+alert_deliveries = sa.Table(
+    "alert_deliveries",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("channel_name", sa.String(256), nullable=False),
+    sa.Column("dedupe_key", sa.String, nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("signal_id", sa.BigInteger),
+    sa.Column("signal_type", sa.String(32)),
+    sa.Column("market", sa.String),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error", sa.Text),
+    _ts("created_at", nullable=False, index=True),
+    _ts("finished_at"),
+    sa.UniqueConstraint("channel", "dedupe_key"),
+)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
+from polytape.store.alerts import summary as alert_summary
 from polytape.store.core import Store
 from polytape.store.runs import latest_runs, rejected_counts
 from polytape.store.schema import orderbooks, signal_events, tracked_markets, trades
@@ -46,4 +47,5 @@ def status_snapshot(
     snap["runner"] = store.get_state("runner")
     snap["ws_feed"] = store.get_state("ws_feed")
     snap["rejected_recent"] = rejected_counts(store, since)
+    snap["alerts"] = store.read(lambda c: alert_summary(c, now - timedelta(hours=24)))
     return snap
