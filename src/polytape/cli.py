@@ -106,13 +106,34 @@ def run(
         bool, typer.Option("--simulated", help="Run against the built-in simulator (offline demo).")
     ] = False,
     database_url: DbOption = None,
+    web: Annotated[
+        bool, typer.Option("--web", help="Also serve the dashboard (POLYTAPE_WEB_HOST/_PORT).")
+    ] = False,
 ) -> None:
     """Migrate, then run every job on its schedule plus the WebSocket feed until SIGINT/SIGTERM."""
     _db(database_url)
     s = settings()
     from polytape.runner import run_forever
 
-    _run_code(run_forever(s, simulated=simulated))
+    _run_code(run_forever(s, simulated=simulated, web=web))
+
+
+@app.command("web")
+def web_command(
+    database_url: DbOption = None,
+    host: Annotated[str | None, typer.Option(help="Overrides POLYTAPE_WEB_HOST.", show_default=False)] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides POLYTAPE_WEB_PORT.", show_default=False)] = None,
+) -> None:
+    """Serve the dashboard and its JSON API (read-only) until Ctrl-C."""
+    _db(database_url)
+    if host:
+        _State.overrides["web_host"] = host
+    if port is not None:
+        _State.overrides["web_port"] = port
+    s = settings()
+    from polytape.web import serve
+
+    _run_code(serve(s))
 
 
 @app.command("job")

@@ -36,12 +36,12 @@ HEARTBEAT_SECONDS = 5.0
 FEED_RETRY_SECONDS = 15.0
 
 
-def run_forever(settings: Settings, *, simulated: bool = False) -> int:
+def run_forever(settings: Settings, *, simulated: bool = False, web: bool = False) -> int:
     """Entry point of ``polytape run``; returns the exit code."""
-    return asyncio.run(_main(settings, simulated))
+    return asyncio.run(_main(settings, simulated, web))
 
 
-async def _main(settings: Settings, simulated: bool) -> int:
+async def _main(settings: Settings, simulated: bool, web: bool = False) -> int:
     sim: SimServer | None = None
     if simulated:
         sim = SimServer(seed=1, live=True)
@@ -63,6 +63,8 @@ async def _main(settings: Settings, simulated: bool) -> int:
         if settings.metrics_port:
             metrics.start_metrics_server(settings.metrics_port)
         async with job_context(settings, store) as ctx:
+            if web:
+                await _start_web(ctx)
             await Runner(ctx).run()
         return 0
     finally:
@@ -71,6 +73,16 @@ async def _main(settings: Settings, simulated: bool) -> int:
         store.close()
         if sim is not None:
             await sim.stop()
+
+
+async def _start_web(ctx: JobContext) -> None:
+    """The dashboard beside the jobs (``ctx.runtime.web``), showing this process's live books."""
+    from polytape.web import WebServer
+
+    runtime = ctx.runtime
+    server = WebServer(ctx.store, ctx.settings, lambda: runtime.books)
+    await server.start()
+    runtime.web = server
 
 
 class Runner:

@@ -16,6 +16,7 @@ field                  set by                                      read by
 ``on_universe_change`` the WebSocket feed                          ``refresh-universe``
 ``signal_engine``      ``run_signal_engine.signal_engine``         the job and the live hook
 ``signal_sink``        ``run_signal_engine.signal_sink``           the engine's listeners
+``web``                ``polytape run --web`` (the dashboard)      nobody (closed first)
 =====================  ==========================================  =============================
 
 Adding a component (an archive writer, a lease manager, a web server, ...): give it a
@@ -81,7 +82,7 @@ class SignalSink(Closeable, Protocol):
 
 
 # Field names of :class:`Runtime` closed by :meth:`Runtime.aclose`, in this order.
-CLOSE_ORDER: tuple[str, ...] = ("signal_sink",)
+CLOSE_ORDER: tuple[str, ...] = ("web", "signal_sink")
 
 
 @dataclass
@@ -94,6 +95,7 @@ class Runtime:
     on_universe_change: UniverseChangeHook | None = None
     signal_engine: SignalEngine | None = None
     signal_sink: SignalSink | None = None
+    web: Closeable | None = None
 
     async def aclose(self, timeout: float = 10.0) -> None:
         """Close every component in :data:`CLOSE_ORDER`; a failure is logged, never raised."""
