@@ -93,12 +93,6 @@ SIGNALS_WRITTEN = Counter(
     ["signal_type"],
     registry=REGISTRY,
 )
-WEBHOOK_DELIVERIES = Counter(
-    "polytape_webhook_deliveries",
-    "Signals handed to the webhook sink, by outcome (sent, failed after retries, dropped).",
-    ["outcome"],
-    registry=REGISTRY,
-)
 
 ARCHIVE_ROWS = Counter(
     "polytape_archive_rows_written_total",

@@ -70,7 +70,7 @@ class Closeable(Protocol):
 
 
 class SignalSink(Closeable, Protocol):
-    """Where new signals go besides the database (today: the webhook)."""
+    """Where new signals go besides the database (the alert dispatcher)."""
 
     def submit(self, rows: Iterable[Mapping[str, Any]], /) -> None:
         """Queue signal rows; never blocks the caller."""

@@ -189,10 +189,15 @@ async def test_stale_signals_are_logged_not_sent(store: Store) -> None:
         d = dispatcher(store, clock, alert_urls=rec.url("/x"), alert_horizon_minutes=15)
         d.submit(signal_rows(store, [("large_trade", "0xold", 1.0)], T0 - timedelta(hours=2)))
         d.submit(signal_rows(store, [("large_trade", "0xnew", 1.0)], T0 - timedelta(minutes=1)))
+        # Detected now, about a trade of an hour ago (a fresh database's first pass): not news.
+        [late] = signal_rows(store, [("large_trade", "0xhistory", 1.0)], T0)
+        late["payload"]["trade_ts"] = (T0 - timedelta(hours=1)).isoformat()
+        d.submit([late])
         assert await d.drain(30)
         await d.aclose()
         assert ["0xnew" in b["message"] for b in rec.bodies("/x")] == [True]
-    assert {r["market"]: r["status"] for r in astore.recent(store)} == {"0xold": "stale", "0xnew": "sent"}
+    statuses = {r["market"]: r["status"] for r in astore.recent(store)}
+    assert statuses == {"0xold": "stale", "0xnew": "sent", "0xhistory": "stale"}
 
 
 async def test_submit_never_waits_for_a_slow_channel(store: Store) -> None:

@@ -28,6 +28,7 @@ from polytape.signals.bookcache import StoredBooks
 from polytape.sim import SimServer, World
 from polytape.store import Store
 from polytape.store import signals as sstore
+from polytape.store.alerts import recent as alert_log
 from polytape.store.schema import orderbook_levels, orderbooks, signal_events
 from polytape.store.universe import tracked_tokens
 
@@ -411,25 +412,26 @@ async def webhook_server(fail_first: int) -> AsyncIterator[tuple[str, list[dict[
         await runner.cleanup()
 
 
-async def test_webhook_sink_posts_each_new_signal(store: Store, sim: SimServer) -> None:
-    async with (
-        webhook_server(fail_first=2) as (url, received),
-        world_context(sim, store, signal_webhook_url=url) as ctx,
-    ):
-        cid = binary_market(sim)
-        whale = sim.world.plant_trade(cid, 0, "BUY", 40_000, 0.5, wallet="0xwhale")
-        sent = metrics.REGISTRY.get_sample_value("polytape_webhook_deliveries_total", {"outcome": "sent"})
-        assert await ingest_trades(ctx) == 1
-        assert await engine_pass(ctx) == 1
-        assert await engine_pass(ctx) == 0
-        sink = ctx.runtime.signal_sink
-        await sink.aclose()
-    after = metrics.REGISTRY.get_sample_value("polytape_webhook_deliveries_total", {"outcome": "sent"})
+async def test_each_new_signal_reaches_the_old_webhook_setting_through_apprise(
+    store: Store, sim: SimServer
+) -> None:
+    overrides = {"signal_webhook_url": "", "alert_retry_base_seconds": 0.01}
+    async with webhook_server(fail_first=2) as (url, received):
+        overrides["signal_webhook_url"] = url
+        async with world_context(sim, store, **overrides) as ctx:
+            cid = binary_market(sim)
+            sim.world.plant_trade(cid, 0, "BUY", 40_000, 0.5, wallet="0xwhale")
+            sent = metrics.REGISTRY.get_sample_value("polytape_alert_deliveries_total", {"outcome": "sent"})
+            assert await ingest_trades(ctx) == 1
+            assert await engine_pass(ctx) == 1  # the job waits for the delivery (drain)
+            assert await engine_pass(ctx) == 0
+        after = metrics.REGISTRY.get_sample_value("polytape_alert_deliveries_total", {"outcome": "sent"})
     assert (after or 0.0) - (sent or 0.0) == 1
-    [body] = received
-    assert body["text"] == body["content"] and "large_trade" in body["text"] and "$20,000" in body["text"]
-    assert body["signal"]["payload"]["transaction_hash"] == whale.transaction_hash
-    assert (sink.sent, sink.failed, sink.dropped) == (1, 0, 0)
+    [body] = received  # Apprise's JSON: title, message, type
+    assert body["title"] == "polytape: large_trade"
+    assert body["message"].startswith("large_trade:") and "$20,000" in body["message"]
+    [delivery] = alert_log(store)
+    assert (delivery["status"], delivery["attempts"], delivery["market"]) == ("sent", 3, cid)
 
 
 async def test_webhook_sink_delivers_only_news(store: Store, sim: SimServer) -> None:

@@ -15,6 +15,7 @@ import aiohttp
 
 from polytape.config import Settings
 from polytape.jobs.base import run_job
+from polytape.jobs.registry import JOBS
 from polytape.sim import SimServer
 from polytape.store import Store
 from polytape.store import signals as sstore
@@ -47,9 +48,9 @@ async def get(http: aiohttp.ClientSession, url: str, status: int = 200) -> Any:
 async def ingest(sim: SimServer, store: Store) -> None:
     async with sim_context(sim, store, **EVERYTHING) as ctx:
         for job in ("sync-gamma-events", "refresh-universe", "sync-orderbooks", "sync-large-trades"):
-            assert (await run_job(ctx, job)).status in ("ok", "partial")
+            assert (await run_job(ctx, job, JOBS[job])).status in ("ok", "partial")
         for job in ("sync-open-interest",):
-            assert (await run_job(ctx, job)).status in ("ok", "partial")
+            assert (await run_job(ctx, job, JOBS[job])).status in ("ok", "partial")
 
 
 def binary_market(sim: SimServer) -> str:

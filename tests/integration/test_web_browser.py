@@ -18,6 +18,7 @@ import pytest
 
 from polytape.jobs import run_signal_engine
 from polytape.jobs.base import JobContext, run_job
+from polytape.jobs.registry import JOBS
 from polytape.sim import SimServer
 from polytape.store import Store
 from polytape.store.schema import signal_events
@@ -62,7 +63,7 @@ async def world_with_web(
     reading only the database (as ``polytape web`` does)."""
     async with sim_context(sim, store, **EVERYTHING, web_port=0) as ctx:
         for job in ("sync-gamma-events", "refresh-universe", "sync-large-trades", "sync-open-interest"):
-            assert (await run_job(ctx, job)).status in ("ok", "partial")
+            assert (await run_job(ctx, job, JOBS[job])).status in ("ok", "partial")
         if live_signals:
             run_signal_engine.attach_live_signals(ctx)
         tokens = await asyncio.to_thread(tracked_tokens, store)

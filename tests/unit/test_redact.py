@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 import structlog
+from polytape.signals.sinks import WebhookSink
 
 from polytape.http import HttpConfig
 from polytape.logs import configure_logging
 from polytape.redact import redact_urls
-from polytape.signals.sinks import WebhookSink
 
 
 @pytest.mark.parametrize(

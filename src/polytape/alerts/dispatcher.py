@@ -7,7 +7,8 @@ drops the newest, counted). Each channel's worker, for every signal:
 1. skips it unless the channel's filters (type, minimum score) want it;
 2. claims it in ``alert_deliveries`` (a signal key already there for this channel is
    never sent again, whatever process logged it);
-3. logs it ``stale`` when it is older than the alert horizon (stored, not delivered);
+3. logs it ``stale`` when it is not news (:func:`polytape.signals.news.is_news`: what it
+   is about happened before ``POLYTAPE_ALERT_HORIZON_MINUTES``; stored, not delivered);
 4. holds it back (``held``) when the channel already sent ``max_per_hour`` alerts about
    the same market in the last hour; when the window has room again, one digest lists
    everything held back for that market;
@@ -31,6 +32,7 @@ import structlog
 from polytape import metrics
 from polytape.alerts.channels import Channel, Outcome
 from polytape.signals.format import describe
+from polytape.signals.news import is_news
 from polytape.store import Store
 from polytape.store import alerts as astore
 
@@ -54,21 +56,6 @@ def market_of(row: Mapping[str, Any]) -> str:
     payload = row.get("payload") or {}
     event = payload.get("event_id") if isinstance(payload, Mapping) else None
     return f"event:{event}" if event else "-"
-
-
-def _when(row: Mapping[str, Any]) -> datetime | None:
-    value = row.get("detected_at")
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if not isinstance(value, datetime):
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def within_horizon(row: Mapping[str, Any], now: datetime, horizon: timedelta) -> bool:
-    """True when the signal was detected no longer than ``horizon`` ago."""
-    when = _when(row)
-    return when is not None and now - when <= horizon
 
 
 @dataclass
@@ -95,7 +82,6 @@ class AlertDispatcher:
         max_attempts: int = 5,
         retry_base_seconds: float = 2.0,
         horizon: timedelta | None = None,
-        is_news: Callable[[Mapping[str, Any], datetime], bool] | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.store = store
@@ -104,13 +90,7 @@ class AlertDispatcher:
         self.max_attempts = max_attempts
         self.retry_base = retry_base_seconds
         self.clock = clock
-        if is_news is None and horizon is not None:
-            limit = horizon
-
-            def is_news(row: Mapping[str, Any], now: datetime) -> bool:
-                return within_horizon(row, now, limit)
-
-        self.is_news = is_news
+        self.horizon = horizon
         self.dropped = 0
         self._seeded = False
         self._ticker: asyncio.Task[None] | None = None
@@ -228,7 +208,7 @@ class AlertDispatcher:
                 metrics.ALERT_DELIVERIES.labels(outcome="repeat").inc()
                 continue
             market = market_of(row)
-            if self.is_news is not None and not self.is_news(row, now):
+            if self.horizon is not None and not is_news(row, now, self.horizon):
                 await self._finish(ch, [key], "stale", 0, None)
                 continue
             if not self._has_room(lane, market, now) or lane.held.get(market):

@@ -5,38 +5,31 @@ scheduler, every ``run_signal_engine_interval`` seconds). ``attach_live_signals(
 is called by ``polytape run`` when the WebSocket feed is on: it sets
 ``ctx.runtime.on_book_change`` so the feed's book changes re-run the book rules,
 coalesced, within a second of the update. Both share one :class:`SignalEngine` (and
-webhook sink) kept in ``ctx.runtime``. Live books come from ``ctx.runtime.books``; the
-feed (``ctx.runtime.book_feed``) vouches for quiet ones (:mod:`polytape.signals.live`).
+alert dispatcher, :mod:`polytape.alerts`) kept in ``ctx.runtime``. Live books come from
+``ctx.runtime.books``; the feed (``ctx.runtime.book_feed``) vouches for quiet ones
+(:mod:`polytape.signals.live`).
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from polytape.alerts import build_dispatcher
 from polytape.books import BookRegistry
-from polytape.http import HttpConfig
 from polytape.jobs.base import JobContext, JobResult
 from polytape.runtime import SignalSink
 from polytape.signals.engine import SignalEngine
-from polytape.signals.sinks import WebhookSink
 
 if TYPE_CHECKING:
     from polytape.bookfeed.service import BookFeed
 
-SINK_DRAIN_SECONDS = 5.0  # a one-shot run waits this long for its webhook posts
+SINK_DRAIN_SECONDS = 5.0  # a one-shot run waits this long for its alerts
 
 
 def signal_sink(ctx: JobContext) -> SignalSink | None:
-    """The webhook sink of this process (made on first use), or None without a URL."""
-    url = ctx.settings.signal_webhook_url
-    if not url:
-        return None
+    """The alert dispatcher of this process (made on first use), or None without alert URLs."""
     if ctx.runtime.signal_sink is None:
-        horizon = timedelta(minutes=ctx.settings.alert_horizon_minutes)
-        ctx.runtime.signal_sink = WebhookSink(
-            url, HttpConfig.from_settings(ctx.settings), horizon=horizon, clock=ctx.clock
-        )
+        ctx.runtime.signal_sink = build_dispatcher(ctx.settings, ctx.store, clock=ctx.clock)
     return ctx.runtime.signal_sink
 
 
@@ -72,7 +65,7 @@ async def run(ctx: JobContext) -> JobResult:
         result.details["backlog"] = True  # the rest of the trades wait for the next pass
     sink = ctx.runtime.signal_sink
     if sink is not None and outcome.written and not await sink.drain(SINK_DRAIN_SECONDS):
-        result.details["webhook_pending"] = True
+        result.details["alerts_pending"] = True
     return result
 
 

@@ -1,4 +1,4 @@
-"""One-line human descriptions of stored signals (CLI tail, webhook text)."""
+"""One-line human descriptions of stored signals (CLI tail, alert text)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ COLOURS = {
     "price_move": "blue",
     "oi_change": "red",
 }
-TEXT_LIMIT = 1900  # Discord refuses content past 2,000 characters
 
 
 def _usd(value: Any) -> str:
@@ -75,9 +74,3 @@ def as_json(row: Mapping[str, Any]) -> dict[str, Any]:
         in ("id", "dedupe_key", "signal_type", "condition_id", "token_id", "detected_at", "score", "payload")
     }
     return out
-
-
-def webhook_body(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The POSTed JSON: the signal, plus Slack's ``text`` and Discord's ``content``."""
-    text = describe(row)[:TEXT_LIMIT]
-    return {"text": text, "content": text, "signal": as_json(row)}

@@ -179,7 +179,9 @@ def _trade_stats(
         )
         stmt2 = (
             sa.select(t.c.condition_id, t.c.price, t.c.outcome_index, t.c.trade_ts)
-            .select_from(t.join(newest, sa.and_(t.c.condition_id == newest.c.cid, t.c.trade_ts == newest.c.ts)))
+            .select_from(
+                t.join(newest, sa.and_(t.c.condition_id == newest.c.cid, t.c.trade_ts == newest.c.ts))
+            )
             .order_by(t.c.id)
         )
         for cid, price, idx, ts in conn.execute(stmt2):
