@@ -434,7 +434,7 @@ async def test_each_new_signal_reaches_the_old_webhook_setting_through_apprise(
     assert (delivery["status"], delivery["attempts"], delivery["market"]) == ("sent", 3, cid)
 
 
-async def test_webhook_sink_delivers_only_news(store: Store, sim: SimServer) -> None:
+async def test_alerts_deliver_only_news(store: Store, sim: SimServer) -> None:
     """Issue 12 item 16: on a fresh database, signals older than the alert horizon are
     stored but not delivered; a fresh one is delivered."""
     async with (
@@ -450,10 +450,12 @@ async def test_webhook_sink_delivers_only_news(store: Store, sim: SimServer) -> 
         sink = ctx.runtime.signal_sink
         assert sink is not None
         assert await sink.drain(10)
-        await sink.aclose()
     [body] = received
-    assert body["signal"]["payload"]["transaction_hash"] == fresh.transaction_hash
-    assert (sink.sent, sink.held_back) == (1, 1)
+    assert "0xnew" in body["message"] and "0xold" not in body["message"]
+    log = {r["signal_id"]: r["status"] for r in alert_log(store)}
+    by_wallet = {s["payload"]["wallet"]: s["id"] for s in signals(store, "large_trade")}
+    assert (log[by_wallet["0xnew"]], log[by_wallet["0xold"]]) == ("sent", "stale")
+    assert fresh.transaction_hash
 
 
 # --- the CLI -------------------------------------------------------------------------------

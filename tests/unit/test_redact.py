@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import socket
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import structlog
-from polytape.signals.sinks import WebhookSink
 
-from polytape.http import HttpConfig
+from polytape.alerts import AlertDispatcher, build_dispatcher
+from polytape.config import Settings
 from polytape.logs import configure_logging
 from polytape.redact import redact_urls
+from polytape.store import Store
 
 
 @pytest.mark.parametrize(
@@ -40,24 +42,30 @@ def _closed_port() -> int:
 
 
 @pytest.mark.parametrize("fmt", ["console", "json"])
-def test_webhook_failures_do_not_log_the_secret(capsys: pytest.CaptureFixture[str], fmt: str) -> None:
+def test_alert_failures_do_not_log_the_secret(
+    capsys: pytest.CaptureFixture[str], fmt: str, tmp_path: Path
+) -> None:
     url = f"http://127.0.0.1:{_closed_port()}/services/T1/B2/SECRETTOKEN?token=SECRETQUERY"
     configure_logging(fmt, "DEBUG")
+    store = Store.open(f"sqlite:///{tmp_path / 'p.db'}")
 
-    async def go() -> WebhookSink:
-        sink = WebhookSink(url, HttpConfig(max_retries=1, backoff_base=0.01), queue_size=1)
-        row = {"signal_type": "large_trade", "detected_at": datetime.now(UTC), "payload": {}}
-        sink.submit([row, row, row])  # the queue holds one: the others are dropped, with a warning
+    async def go() -> AlertDispatcher:
+        settings = Settings(signal_webhook_url=url, alert_max_attempts=2, alert_retry_base_seconds=0.01)
+        sink = build_dispatcher(settings, store)
+        assert sink is not None
+        now = datetime.now(UTC)
+        row = {"dedupe_key": "k", "signal_type": "large_trade", "detected_at": now, "payload": {}}
+        sink.submit([row])
         await sink.drain(10)
         await sink.aclose()
         return sink
 
     try:
-        sink = asyncio.run(go())
+        asyncio.run(go())
         structlog.get_logger("t").exception("boom", exc_info=ValueError(url))
     finally:
         structlog.reset_defaults()  # the captured stderr closes after this test
+        store.close()
     logged = capsys.readouterr().err
-    assert sink.failed == 1 and sink.dropped == 2
-    assert "webhook post failed" in logged and "queue full" in logged and "http retry" in logged
+    assert "alert not delivered" in logged and "alert delivery retry" in logged
     assert "SECRET" not in logged and "127.0.0.1" in logged

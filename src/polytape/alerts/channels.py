@@ -3,7 +3,7 @@
 Apprise speaks Telegram, Discord, Slack, email, ntfy, JSON webhooks and many more; it
 is synchronous, so the dispatcher calls :meth:`Channel.send` in a worker thread. The
 URL holds secrets (bot tokens, webhook paths): logs and the delivery log only ever see
-:attr:`Channel.name`, Apprise's own privacy rendering of it without the query.
+:attr:`Channel.name`: Apprise's privacy rendering with path and query hidden.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import apprise
 
 from polytape.config import AlertSpec
 from polytape.errors import ConfigError
+from polytape.redact import redact_urls
 
 MAX_ERROR_CHARS = 300
 
@@ -42,10 +43,11 @@ class Channel:
             scheme = spec.url.split("://", 1)[0]
             raise ConfigError(f"POLYTAPE_ALERT_URLS: Apprise does not understand a {scheme}:// URL")
         self.spec = spec
-        shown = str(plugin.url(privacy=True))  # type: ignore[no-untyped-call]
-        self.name = shown.split("?", 1)[0][:256]
-        # A stable key that identifies the URL without revealing it.
+        # A stable key that identifies the URL without revealing it, and a name to show:
+        # Apprise's privacy rendering with any path or query hidden, plus the key's start.
         self.key = hashlib.sha256(spec.url.encode()).hexdigest()[:16]
+        shown = redact_urls(str(plugin.url(privacy=True)))  # type: ignore[no-untyped-call]
+        self.name = f"{shown[:200]} [{self.key[:6]}]"
         self._apprise = apprise.Apprise()
         self._apprise.add(plugin)
 
