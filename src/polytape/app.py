@@ -21,7 +21,12 @@ from polytape.store import Store
 
 def open_store(settings: Settings, *, migrate: bool = True) -> Store:
     """The configured store, migrated to the newest schema unless told not to."""
-    return Store.open(settings.database_url, migrate=migrate, batch_size=settings.db_batch_size)
+    return Store.open(
+        settings.database_url,
+        migrate=migrate,
+        batch_size=settings.db_batch_size,
+        write_retry_seconds=settings.db_retry_seconds,
+    )
 
 
 @asynccontextmanager

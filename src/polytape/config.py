@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -138,6 +139,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_port: int | None = Field(None, ge=1, le=65535)
     db_batch_size: int = Field(1000, ge=1, le=50_000)
+    db_retry_seconds: float = Field(120.0, ge=0, le=86_400)
+    """How long one write keeps retrying while the database is away before its job gives up."""
     shutdown_grace_seconds: float = Field(8.0, ge=0, le=300)
 
     @field_validator("database_url")
@@ -145,6 +148,17 @@ class Settings(BaseSettings):
     def _check_database_url(cls, v: str) -> str:
         if not v.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://", "postgres://")):
             raise ValueError("must start with sqlite:// or postgresql://")
+        parts = urlsplit(v)
+        if v.startswith("sqlite"):
+            if parts.path in ("", "/") or parts.path.startswith("/:memory:"):
+                raise ValueError("names no file (write the path after sqlite:/// )")
+            return v
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        except ValueError:
+            raise ValueError("the port is not a number") from None
+        if not parts.path.strip("/"):
+            raise ValueError("names no database (add /DBNAME after the host and port)")
         return v
 
     @field_validator("gamma_url", "data_api_url", "clob_url")

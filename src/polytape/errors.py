@@ -27,6 +27,23 @@ class StoreError(PolytapeError):
     retryable = True
 
 
+class DatabaseUnavailable(StoreError):
+    """The database cannot be reached now (down, restarting, unknown host): may pass."""
+
+
+class DatabaseRefused(StoreError):
+    """An error that waiting will not fix: read-only file, full disk, missing table,
+    missing database, wrong role or password. Fails at once (CLI exit code 1)."""
+
+    retryable = False
+
+
+class StoreStopping(StoreError):
+    """A write was abandoned because polytape is stopping and the database is not answering."""
+
+    retryable = False
+
+
 class ApiError(PolytapeError):
     """An HTTP API answered with an error, or could not be reached.
 

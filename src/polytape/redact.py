@@ -28,7 +28,8 @@ def _replace(match: re.Match[str]) -> str:
     auth = ""
     if user is not None:
         auth = f"{user}:***@" if match.group("password") is not None else f"{user}@"
-    rest = "/…" if match.group("rest") and match.group("rest") not in ("/", "?", "#") else ""
+    rest = match.group("rest") or ""
+    rest = rest if rest in ("", "/", "?", "#") else "/…"
     return f"{match.group('scheme')}{auth}{match.group('host')}{match.group('port') or ''}{rest}"
 
 

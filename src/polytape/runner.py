@@ -21,12 +21,15 @@ from polytape import metrics
 from polytape.app import job_context, open_store
 from polytape.bookfeed import run_feed
 from polytape.config import Settings
+from polytape.errors import DatabaseRefused, StoreError
 from polytape.jobs.base import JobContext, JobResult, run_job
 from polytape.jobs.registry import METADATA_JOBS, POLLED_BOOKS_JOB, STEADY_JOBS, UNIVERSE_JOB, job_fn
 from polytape.jobs.run_signal_engine import attach_live_signals
+from polytape.redact import redact_urls
 from polytape.scheduler import JOB_HOSTS, ScheduledJob, Scheduler
 from polytape.sim import SimServer
 from polytape.store import Store
+from polytape.store.dberrors import first_line
 from polytape.store.locks import AdvisoryLock, SqliteRunLock
 from polytape.store.runs import close_interrupted_runs
 
@@ -65,7 +68,10 @@ async def _main(settings: Settings, simulated: bool, web: bool = False) -> int:
         async with job_context(settings, store) as ctx:
             if web:
                 await _start_web(ctx)
-            await Runner(ctx).run()
+            runner = Runner(ctx)
+            await runner.run()
+        if runner.fatal is not None:
+            raise runner.fatal
         return 0
     finally:
         if run_lock is not None:
@@ -95,6 +101,11 @@ class Runner:
         self.stopping = asyncio.Event()
         self.started_at = ctx.clock()
         self.scheduler: Scheduler | None = None
+        self.fatal: DatabaseRefused | None = None
+        """A database error that waiting cannot fix; ``run`` stops and reports it."""
+        self.unwritten: list[str] = []
+        """What shutdown could not write because the database was not answering."""
+        self._db_down = False
 
     # --- lifecycle ----------------------------------------------------------------
     async def run(self) -> None:
@@ -128,13 +139,42 @@ class Runner:
 
     async def _shutdown(self, background: list[asyncio.Task[None]]) -> None:
         grace = self.settings.shutdown_grace_seconds
+        # A write failing from now on gives up at once instead of waiting for the
+        # database: the grace period holds whatever the database is doing.
+        self.store.stop_retrying()
         if self.scheduler is not None:
             await self.scheduler.drain(grace)
         for task in background:
             task.cancel()
         await asyncio.wait_for(asyncio.gather(*background, return_exceptions=True), timeout=grace + 5)
-        await asyncio.to_thread(self._write_heartbeat, stopped=True)
-        log.info("polytape run stopped")
+        try:
+            await asyncio.to_thread(self._write_heartbeat, stopped=True)
+        except StoreError:
+            self.unwritten.append("the final heartbeat")
+        if self.unwritten:
+            log.warning(
+                "polytape run stopped; the database was not answering, so this was not written "
+                "(the next start fetches it again)",
+                not_written=self.unwritten,
+            )
+        else:
+            log.info("polytape run stopped")
+
+    def _database_error(self, exc: StoreError, what: str) -> None:
+        """Log a database error once per outage; a permanent one stops the run."""
+        if isinstance(exc, DatabaseRefused):
+            self.fatal = self.fatal or exc  # reported by the CLI as its one error line
+            self.request_stop()
+        elif self.stopping.is_set():
+            self.unwritten.append(what)
+        elif not self._db_down:
+            self._db_down = True
+            log.warning("database unavailable; retrying until it answers", error=str(exc), doing=what)
+
+    def _database_ok(self) -> None:
+        if self._db_down:
+            self._db_down = False
+            log.info("database answering again")
 
     # --- jobs ------------------------------------------------------------------------
     def _runner_for(self, name: str) -> Callable[[], Awaitable[JobResult | None]]:
@@ -142,11 +182,18 @@ class Runner:
 
         async def go() -> JobResult | None:
             lock = AdvisoryLock(self.store, f"job:{name}")
-            if not await asyncio.to_thread(lock.try_acquire):
-                log.info("job skipped: another worker holds it", job=name)
+            try:
+                if not await asyncio.to_thread(lock.try_acquire):
+                    log.info("job skipped: another worker holds it", job=name)
+                    return None
+            except Exception as exc:  # the database is away: try again at the next cadence
+                log.warning("job skipped: database unavailable", job=name, error=redact_urls(first_line(exc)))
                 return None
             try:
                 return await run_job(self.ctx, name, fn)
+            except StoreError as exc:  # the run could not even be recorded
+                self._database_error(exc, f"the run of {name} and its uncommitted batch")
+                return None
             finally:
                 await asyncio.to_thread(lock.release)
 
@@ -183,7 +230,12 @@ class Runner:
         lock = AdvisoryLock(self.store, "ws-feed")
         try:
             while not self.stopping.is_set():
-                if not await asyncio.to_thread(lock.try_acquire):
+                try:
+                    acquired = await asyncio.to_thread(lock.try_acquire)
+                except Exception as exc:  # the database is away: the feed waits for it
+                    log.warning("WebSocket feed waits for the database", error=redact_urls(first_line(exc)))
+                    acquired = False
+                if not acquired:
                     await asyncio.sleep(FEED_RETRY_SECONDS)
                     continue
                 try:
@@ -198,8 +250,14 @@ class Runner:
 
     # --- heartbeat ------------------------------------------------------------------------
     async def _heartbeat(self) -> None:
+        """Beat every few seconds for as long as the run lasts, through any outage."""
         while True:
-            await asyncio.to_thread(self._write_heartbeat)
+            try:
+                await asyncio.to_thread(self._write_heartbeat)
+            except StoreError as exc:
+                self._database_error(exc, "a heartbeat")
+            else:
+                self._database_ok()
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
     def _write_heartbeat(self, stopped: bool = False) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from polytape.config import Settings
 from polytape.jobs.registry import SCHEDULED_JOBS
+from polytape.redact import redact_urls
 
 HEARTBEAT_STALE = timedelta(seconds=30)
 LATE_FACTOR = 2.0  # a job is late when its last run is older than this many cadences (+1 min)
@@ -191,20 +193,40 @@ def _render_alerts(lines: list[dict[str, Any]], console: Console) -> None:
 
 def show_status(settings: Settings, console: Console) -> int:
     """Print the status table; 0 when healthy, 1 when not."""
-    from polytape.app import open_store
+    from polytape.errors import StoreError
+    from polytape.store import Store
+    from polytape.store.engine import sqlite_file
     from polytape.store.status import status_snapshot
 
-    store = open_store(settings)
-    try:
-        now = datetime.now(UTC)
-        snapshot = status_snapshot(
-            store,
-            now,
-            book_stale_before=now - timedelta(seconds=settings.book_stale_seconds),
-            since=now - timedelta(hours=1),
+    path = sqlite_file(settings.database_url)
+    if path is not None and not Path(path).exists():
+        console.print(
+            f"[bold red]unhealthy:[/] no database at {path} (polytape run or polytape db upgrade creates it)",
+            highlight=False,
+            soft_wrap=True,
         )
-    finally:
-        store.close()
+        return 1
+    now = datetime.now(UTC)
+    try:
+        # No retries: status answers now, and an unreachable database is itself the answer.
+        store = Store.open(settings.database_url, batch_size=settings.db_batch_size, write_retry_seconds=0)
+        try:
+            snapshot = status_snapshot(
+                store,
+                now,
+                book_stale_before=now - timedelta(seconds=settings.book_stale_seconds),
+                since=now - timedelta(hours=1),
+            )
+        finally:
+            store.close()
+    except StoreError as exc:
+        console.print(
+            f"[bold red]unhealthy: database unreachable[/] (whether polytape run is working is unknown): "
+            f"{redact_urls(str(exc))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 1
     if settings.archive_enabled:
         from polytape.archive.report import summary
 

@@ -87,7 +87,7 @@ def test_track_add_refuses_past_the_cap(tmp_path: Path) -> None:
 
 def test_database_url_after_the_command(tmp_path: Path) -> None:
     proc = polytape("status", "--database-url", f"sqlite:///{tmp_path / 'other.db'}", cwd=tmp_path)
-    assert proc.returncode == 1  # a fresh database: nothing ran, so not healthy
-    assert "has never run" in proc.stdout
-    assert (tmp_path / "other.db").exists()
+    assert proc.returncode == 1  # no database there: status reports it and creates nothing
+    assert f"no database at {tmp_path / 'other.db'}" in proc.stdout
+    assert not (tmp_path / "other.db").exists()
     assert not (tmp_path / "polytape.db").exists()

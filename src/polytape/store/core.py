@@ -19,9 +19,10 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.dialects import postgresql, sqlite
 
-from polytape.errors import StoreError
+from polytape.errors import StoreError, StoreStopping
 from polytape.store import engine as engine_mod
 from polytape.store import schema
+from polytape.store.dberrors import first_line, is_permanent, translate
 
 T = TypeVar("T")
 Row = Mapping[str, Any]
@@ -146,13 +147,27 @@ class Store:
         self.write_retry_seconds = write_retry_seconds
         # SQLite has one writer at a time anyway; queueing here beats busy-waiting.
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        self._stopping = threading.Event()
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True, **kw: Any) -> Store:
+        """Connect (and migrate unless told not to); a database that cannot be used is a
+        one-line :class:`DatabaseUnavailable` or :class:`DatabaseRefused`."""
         store = cls(url, **kw)
-        if migrate:
-            store.migrate()
+        try:
+            if migrate:
+                store.migrate()
+            else:
+                store.ping()
+        except (sa.exc.DBAPIError, sa.exc.NoSuchTableError) as exc:
+            store.close()
+            raise translate(exc, "open") from exc
         return store
+
+    def ping(self) -> None:
+        """One round trip: raises if the database cannot be reached."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
 
     def migrate(self) -> None:
         engine_mod.upgrade(self.engine)
@@ -165,42 +180,60 @@ class Store:
 
     # --- transactions -----------------------------------------------------------
     def write(self, fn: Callable[[Tx], T]) -> T:
-        """Run ``fn`` in one transaction; retry the whole of it if the database drops."""
-        deadline = time.monotonic() + self.write_retry_seconds
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                if self._write_lock is None:
-                    return self._write_once(fn)
-                with self._write_lock:
-                    return self._write_once(fn)
-            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-                if time.monotonic() >= deadline:
-                    raise StoreError(f"database write failed after {attempt} attempts: {exc}") from exc
-                delay = min(5.0, 0.1 * 2 ** min(attempt, 6)) * (0.5 + random.random() / 2)
-                log.warning("db write retry", attempt=attempt, delay=round(delay, 2), error=str(exc)[:200])
-                time.sleep(delay)
-            except sa.exc.DBAPIError as exc:
-                if exc.connection_invalidated and time.monotonic() < deadline:
-                    time.sleep(0.5)
-                    continue
-                raise StoreError(f"database write failed: {exc}") from exc
+        """Run ``fn`` in one transaction; retry the whole of it while the database is away.
+
+        A permanent error (read-only file, full disk, missing table or database) raises
+        :class:`DatabaseRefused` at once; a transient one is retried for
+        ``write_retry_seconds`` and then raises :class:`DatabaseUnavailable`; once
+        :meth:`stop_retrying` was called a failing write raises :class:`StoreStopping`.
+        """
+        return self._retrying("write", lambda: self._locked_write(fn))
+
+    def _locked_write(self, fn: Callable[[Tx], T]) -> T:
+        if self._write_lock is None:
+            return self._write_once(fn)
+        with self._write_lock:
+            return self._write_once(fn)
 
     def _write_once(self, fn: Callable[[Tx], T]) -> T:
         with self.engine.begin() as conn:
             return fn(Tx(conn, self.batch_size))
 
     def read(self, fn: Callable[[sa.Connection], T]) -> T:
+        """Run ``fn`` on a connection, retried like :meth:`write`."""
+
+        def once() -> T:
+            with self.engine.connect() as conn:
+                return fn(conn)
+
+        return self._retrying("read", once)
+
+    def _retrying(self, doing: str, once: Callable[[], T]) -> T:
         deadline = time.monotonic() + self.write_retry_seconds
+        attempt = 0
         while True:
+            attempt += 1
             try:
-                with self.engine.connect() as conn:
-                    return fn(conn)
-            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+                return once()
+            except sa.exc.DBAPIError as exc:
+                if is_permanent(exc):
+                    raise translate(exc, doing) from exc
+                transient = isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)
+                if not (transient or exc.connection_invalidated):
+                    raise StoreError(f"database {doing} failed: {first_line(exc)}") from exc
+                if self._stopping.is_set():
+                    raise StoreStopping(f"database {doing} abandoned (stopping): {first_line(exc)}") from exc
                 if time.monotonic() >= deadline:
-                    raise StoreError(f"database read failed: {exc}") from exc
-                time.sleep(0.5)
+                    raise translate(exc, f"{doing} ({attempt} attempts)") from exc
+                delay = min(5.0, 0.1 * 2 ** min(attempt, 6)) * (0.5 + random.random() / 2)
+                if attempt == 1 or attempt % 10 == 0:  # one line per outage, then a reminder
+                    log.warning(f"db {doing} retry", attempt=attempt, error=first_line(exc))
+                if self._stopping.wait(delay):
+                    raise StoreStopping(f"database {doing} abandoned (stopping): {first_line(exc)}") from exc
+
+    def stop_retrying(self) -> None:
+        """From now on a failing read or write gives up at once (polytape is stopping)."""
+        self._stopping.set()
 
     async def awrite(self, fn: Callable[[Tx], T]) -> T:
         return await asyncio.to_thread(self.write, fn)

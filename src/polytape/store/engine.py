@@ -25,6 +25,14 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def sqlite_file(url: str) -> str | None:
+    """The file a ``sqlite:///`` URL names, or None for other databases."""
+    parsed = sa.engine.make_url(normalize_url(url))
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return parsed.database
+
+
 def create_engine(url: str) -> sa.Engine:
     """An engine tuned for polytape's workload on either backend."""
     url = normalize_url(url)
