@@ -82,7 +82,11 @@ class SqliteRunLock:
 
     def __init__(self, store: Store) -> None:
         database = store.engine.url.database or ""
-        self.path = Path(database + ".run.lock") if database and database != ":memory:" else None
+        if database.startswith("file:"):  # a SQLite URI filename: file:PATH?mode=…
+            database = database.removeprefix("file:").split("?", 1)[0]
+        # The real path: a symlink or a relative path to the same file must find the same lock.
+        real = os.path.realpath(database) if database and database != ":memory:" else ""
+        self.path = Path(real + ".run.lock") if real else None
         self._fh: IO[str] | None = None
 
     def acquire(self) -> None:
