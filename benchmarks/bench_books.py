@@ -175,12 +175,16 @@ def sim_process(conn: Any, n_events: int) -> None:
     asyncio.run(main())
 
 
+REPO_DIR = str(Path(__file__).resolve().parent.parent)  # for tests.support
+
+
 async def lag_run(rate: int, seconds: float, n_events: int) -> dict[str, Any]:
+    sys.path.insert(0, REPO_DIR)
     from polytape.app import job_context
     from polytape.config import load_settings
     from polytape.store import Store
-    from polytape.store.books import latest_books
     from polytape.store.universe import tracked_tokens
+    from tests.support.stored_books import latest_books  # type: ignore[import-not-found]
 
     parent, child = mp.Pipe()
     proc = mp.get_context("spawn").Process(target=sim_process, args=(child, n_events), daemon=True)

@@ -34,7 +34,6 @@ import msgspec
 from polytape.normalize.books import BUY, SELL, BookMsg, ms_to_datetime, timestamp_ms
 
 HashStatus = Literal["verified", "unknown", "corrupted"]
-Side = Literal["BUY", "SELL"]
 LevelMap = dict[float, tuple[str, str]]  # price -> (price text, size text)
 
 _ENCODER = msgspec.json.Encoder()
@@ -236,12 +235,6 @@ class OrderBook:
             self.timestamp_ms = timestamp_ms(ts) if ts_ms is None else ts_ms
             self.timestamp = str(ts)
         self.meta_dirty = True
-
-    def set_timestamp(self, ts: str | int) -> None:
-        """Record the server time of the newest update (``ValueError`` if unreadable)."""
-        self.timestamp_ms = timestamp_ms(ts)
-        self.timestamp = str(ts)
-        self._pending = self._checked = False
 
     def set_last_trade_price(self, price: str) -> None:
         """Track ``last_trade_price`` (a hash input).

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, ClassVar, NoReturn
 
 import typer
 from rich.console import Console
@@ -53,7 +54,7 @@ JOB_NAMES = (
 
 class _State:
     config_file: Path | None = None
-    overrides: dict[str, Any] = {}
+    overrides: ClassVar[dict[str, Any]] = {}
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -312,10 +313,8 @@ def simulate(
     names = ("gamma", "data", "clob", "ws")
     ports = {name: (port + i if port else 0) for i, name in enumerate(names)}
     world = World(seed, n_events=max(1, (markets + 1) // 2))
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_simulator(host, seed, ports, live, live_interval, profile, world=world))
-    except KeyboardInterrupt:
-        pass
 
 
 # ---- the archive: replay, export, coverage ------------------------------------------------

@@ -81,11 +81,6 @@ REJECTED_PAYLOADS = Counter(
     ["source"],
     registry=REGISTRY,
 )
-WRITE_QUEUE_DEPTH = Gauge(
-    "polytape_write_queue_depth",
-    "Batches waiting to be written to the store.",
-    registry=REGISTRY,
-)
 
 SIGNALS_WRITTEN = Counter(
     "polytape_signals_written",

@@ -1,7 +1,7 @@
 """A small asyncio scheduler: one loop per job, never overlapping itself.
 
 Each job gets its own task, so a slow job never delays another. After a run the
-next one is due ``cadence × slowdown`` later, with jitter; ``slowdown`` is the
+next one is due ``cadence x slowdown`` later, with jitter; ``slowdown`` is the
 largest throttle factor of the hosts the job talks to (≥ 2 while a host has
 recently answered 429), so a throttled job polls less often and recovers as the
 host does.

@@ -13,8 +13,8 @@ from polytape.bookfeed import BookFeed
 from polytape.jobs.base import JobContext
 from polytape.sim import SimServer
 from polytape.store import Store
-from polytape.store.books import latest_books
 from polytape.store.universe import tracked_tokens
+from tests.support.stored_books import latest_books
 
 Levels = tuple[list[tuple[float, float]], list[tuple[float, float]]]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -63,10 +64,8 @@ async def test_interrupted_then_resumed(sim: SimServer, store: Store) -> None:
         )
         await wait_for(lambda: sim.count("data", "/trades") >= 8, 30, "eight pages served")
         task.cancel()  # what Ctrl-C does to the running backfill
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
         position = Position.from_state(store.get_state(key))
         assert position is not None and not position.finished
         assert window[0] < position.hi < window[1]

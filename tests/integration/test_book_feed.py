@@ -11,9 +11,9 @@ from polytape.jobs.refresh_universe import ensure_universe, refresh, thresholds
 from polytape.jobs.sync_gamma_events import run as sync_gamma_events
 from polytape.sim import SimServer
 from polytape.store import Store
-from polytape.store.books import latest_books
 from polytape.store.schema import markets, orderbooks, rejected_payloads
 from polytape.store.universe import add_manual, refresh_tracked, remove_manual, tracked_tokens
+from tests.support.stored_books import latest_books
 
 from .books_support import in_sync, live_tracked, mismatched, running_feed, stepping, subscribed, wait_until
 from .support import sim_context

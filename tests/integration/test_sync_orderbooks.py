@@ -14,9 +14,9 @@ from polytape.jobs.base import JobContext, run_job
 from polytape.jobs.refresh_universe import ensure_universe, refresh
 from polytape.sim import SimServer
 from polytape.store import Store
-from polytape.store.books import latest_books, stored_book
 from polytape.store.schema import markets, orderbooks
 from polytape.store.universe import add_manual
+from tests.support.stored_books import latest_books, stored_book
 
 from .books_support import in_sync, live_tracked, mismatched, running_feed, stepping, wait_until
 from .support import sim_context

@@ -255,11 +255,11 @@ def test_keeper_rejects_are_counted_and_sampled() -> None:
         keeper.handle_frame('{"event_type": "mystery"}', NOW + timedelta(milliseconds=i))
         keeper.handle_frame("{broken", NOW)
     assert keeper.stats.rejected["unknown_event:mystery"] == SAMPLES_PER_KIND + 30
-    kinds = [r.kind for r, _ in keeper.rejected]
+    kinds = [r.source for r, _ in keeper.rejected]
     assert kinds.count("unknown_event:mystery") == SAMPLES_PER_KIND
     assert kinds.count("malformed_json") == SAMPLES_PER_KIND
     keeper.handle_frame('{"event_type": "mystery"}', NOW + timedelta(minutes=2))
-    assert [r.kind for r, _ in keeper.rejected].count("unknown_event:mystery") == SAMPLES_PER_KIND + 1
+    assert [r.source for r, _ in keeper.rejected].count("unknown_event:mystery") == SAMPLES_PER_KIND + 1
 
 
 def test_keeper_last_trade_price_feeds_the_hash() -> None:

@@ -87,20 +87,20 @@ def test_bad_items_are_rejected_without_losing_good_ones() -> None:
     frame = json.dumps([{"event_type": "sim_mystery"}, good, {"event_type": "book", "market": 5}, 7])
     items = decode_frame(frame)
     assert isinstance(items[1], TickSizeChangeMsg)
-    kinds = [i.kind for i in items if isinstance(i, Rejected)]
+    kinds = [i.source for i in items if isinstance(i, Rejected)]
     assert kinds == ["unknown_event:sim_mystery", "invalid:book", "not_an_object"]
 
 
 def test_malformed_json_and_stray_text() -> None:
     (bad,) = decode_frame('{"event_type": "book", "market": "0x')
-    assert isinstance(bad, Rejected) and bad.kind == "malformed_json"
+    assert isinstance(bad, Rejected) and bad.source == "malformed_json"
     (stray,) = decode_frame("HELLO")
-    assert isinstance(stray, Rejected) and stray.kind == "text"
+    assert isinstance(stray, Rejected) and stray.source == "text"
 
 
 def test_price_change_without_levels_is_rejected() -> None:
     (item,) = decode_frame('{"event_type": "price_change", "market": "0xabc", "timestamp": "1"}')
-    assert isinstance(item, Rejected) and item.kind == "invalid:price_change"
+    assert isinstance(item, Rejected) and item.source == "invalid:price_change"
 
 
 def test_rest_book_from_capture() -> None:

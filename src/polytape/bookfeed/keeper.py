@@ -177,16 +177,16 @@ class BookKeeper:
 
     def reject(self, item: Rejected, received_at: datetime) -> None:
         """Count a bad payload, log its kind once, keep a sample for ``rejected_payloads``."""
-        self.stats.rejected[item.kind] += 1
-        if item.kind not in self._logged:
-            self._logged.add(item.kind)
-            log.warning("market channel payload rejected", kind=item.kind, reason=item.reason[:300])
-        start, n = self._samples.get(item.kind, (received_at, 0))
+        self.stats.rejected[item.source] += 1
+        if item.source not in self._logged:
+            self._logged.add(item.source)
+            log.warning("market channel payload rejected", kind=item.source, reason=item.reason[:300])
+        start, n = self._samples.get(item.source, (received_at, 0))
         if received_at - start > SAMPLE_WINDOW:
             start, n = received_at, 0
         if n < SAMPLES_PER_KIND:
             self.rejected.append((item, received_at))
-        self._samples[item.kind] = (start, n + 1)
+        self._samples[item.source] = (start, n + 1)
 
     # ---- messages ------------------------------------------------------------------------
 

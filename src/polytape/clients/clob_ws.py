@@ -76,7 +76,6 @@ class MarketChannel:
         self._ws: ClientConnection | None = None
         self._subscribed = False
         self._send_lock = asyncio.Lock()
-        self._kick = False
 
     # ---- subscriptions ----------------------------------------------------------------
 
@@ -110,10 +109,6 @@ class MarketChannel:
                 with contextlib.suppress(websockets.ConnectionClosed):
                     await ws.send(json.dumps(frame))
 
-    def kick(self) -> None:
-        """Drop the current socket and reconnect (used by the feed's own watchdogs)."""
-        self._kick = True
-
     # ---- the loop ---------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -146,7 +141,6 @@ class MarketChannel:
         ) as ws:
             self._ws = ws
             self.connected = True
-            self._kick = False
             await self._initial_subscribe(ws)
             self.connections += 1
             if self.on_connect is not None:
@@ -178,7 +172,7 @@ class MarketChannel:
 
     async def _read(self, ws: ClientConnection) -> bool:
         got_data = False
-        while not self._kick:
+        while True:
             left = self.silence_timeout - (time.monotonic() - self.last_payload_at)
             if left <= 0:
                 raise SilenceTimeout(f"no payload for {self.silence_timeout:g}s")

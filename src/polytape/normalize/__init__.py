@@ -6,9 +6,13 @@ from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rejected:
-    """An item that could not be normalized: where it came from, why, and the item."""
+    """An item that could not be normalized: where it came from (or what kind of item it
+    was: ``gamma:event``, ``unknown_event:foo``), why, and the item itself.
+
+    The one record of a rejected item for every normalizer (Gamma, trades, books).
+    """
 
     source: str
     reason: str

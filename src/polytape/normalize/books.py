@@ -19,13 +19,14 @@ array frame never costs the good ones.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+
+from polytape.normalize import Rejected as Rejected  # re-exported: the one record
 
 BUY, SELL = "BUY", "SELL"
 TEXT_FRAMES = frozenset({"PONG", "NO NEW ASSETS", "INVALID OPERATION"})
@@ -163,18 +164,9 @@ class TextFrame:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """What could not be parsed: ``kind`` groups reasons for counting and log-once."""
-
-    kind: str
-    reason: str
-    raw: Any
-
-
 Item = Message | TextFrame | Rejected
 
-_FAST = msgspec.json.Decoder(list[Message] | Message)  # type: ignore[arg-type]
+_FAST = msgspec.json.Decoder(list[Message] | Message)
 _LONGEST_TEXT_FRAME = 64  # bytes: a longer frame is JSON or garbage, never PONG & co.
 _ANY = msgspec.json.Decoder()
 
@@ -217,7 +209,7 @@ def convert_message(item: Any) -> Item:
     if event_type not in EVENT_TYPES:
         return Rejected(f"unknown_event:{event_type}", f"unknown event_type {event_type!r}", item)
     try:
-        msg: Message = msgspec.convert(item, Message)  # type: ignore[arg-type]
+        msg: Message = msgspec.convert(item, Message)
     except msgspec.ValidationError as exc:
         return Rejected(f"invalid:{event_type}", f"invalid {event_type}: {exc}", item)
     return msg if _valid(msg) else _reject_invalid(msg)
@@ -281,22 +273,6 @@ def level_changes(msg: PriceChangeMsg) -> Sequence[ChangeV2 | LevelChange]:
 
 
 # ---- numbers and times ------------------------------------------------------------------
-
-
-def parse_price(text: str) -> float:
-    """A price string → float in [0, 1]; ``ValueError`` for anything else."""
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"price {text!r} outside [0, 1]")
-    return value
-
-
-def parse_size(text: str) -> float:
-    """A size string → finite float ≥ 0; ``ValueError`` for anything else."""
-    value = float(text)
-    if not (value >= 0.0 and math.isfinite(value)):
-        raise ValueError(f"size {text!r} is not a finite non-negative number")
-    return value
 
 
 def timestamp_ms(raw: str | int | float) -> int:

@@ -29,6 +29,7 @@ from typing import Any, TypedDict
 
 import msgspec
 
+from polytape.errors import PayloadError
 from polytape.normalize import Rejected
 
 SOURCE_EVENT = "gamma:event"
@@ -117,7 +118,7 @@ class NormalizedPage:
     """Markets left out on purpose (not yet deployed: no ``conditionId``)."""
 
 
-class GammaPayloadError(ValueError):
+class GammaPayloadError(PayloadError, ValueError):
     """One item is malformed; the message is the reason stored with it."""
 
 
@@ -172,7 +173,7 @@ def _preferred_number(raw: Mapping[str, Any], numeric: str, text: str) -> float 
 
 def _bool(value: Any, name: str) -> bool | None:
     if value is True or value is False or value is None:
-        return value  # type: ignore[no-any-return]
+        return value
     raise GammaPayloadError(f"{name} is not a boolean: {value!r}")
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypedDict
 
+from polytape.errors import PayloadError
 from polytape.normalize import Rejected
 
 Feed = Literal["v1", "v2"]
@@ -71,7 +72,7 @@ class TradeRecord(TypedDict):
     ingested_at: datetime
 
 
-class TradePayloadError(ValueError):
+class TradePayloadError(PayloadError, ValueError):
     """One trade is malformed; the message is the reason stored with it."""
 
 

@@ -67,10 +67,9 @@ def describe(row: Mapping[str, Any]) -> str:
 
 def as_json(row: Mapping[str, Any]) -> dict[str, Any]:
     """A stored signal as plain JSON (times as ISO text)."""
-    out = {
+    return {
         k: (v.isoformat() if isinstance(v, datetime) else v)
         for k, v in row.items()
         if k
         in ("id", "dedupe_key", "signal_type", "condition_id", "token_id", "detected_at", "score", "payload")
     }
-    return out

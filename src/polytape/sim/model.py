@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-ZERO = Decimal(0)
 ONE = Decimal(1)
 
 

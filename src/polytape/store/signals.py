@@ -66,11 +66,6 @@ def insert_signals_returning(tx: Tx, rows: Sequence[dict[str, Any]]) -> list[dic
     return inserted
 
 
-def insert_signals(tx: Tx, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert new signals; return how many were new."""
-    return len(insert_signals_returning(tx, rows))
-
-
 # --- reading signals back --------------------------------------------------------------
 
 

@@ -65,7 +65,7 @@ def tracked_tokens(store: Store) -> dict[str, str]:
 #
 # Liquidity score (what ranks the auto-selected markets):
 #
-#     score = gamma_liquidity + open_interest + VOLUME_WEIGHT × gamma_volume      (USD)
+#     score = gamma_liquidity + open_interest + VOLUME_WEIGHT x gamma_volume      (USD)
 #
 # Resting liquidity and open interest are money in the market now and count in full;
 # Gamma's volume is a lifetime total, so it counts at a tenth. A missing figure counts
