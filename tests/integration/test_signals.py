@@ -29,8 +29,8 @@ from polytape.sim import SimServer, World
 from polytape.store import Store
 from polytape.store import signals as sstore
 from polytape.store.alerts import recent as alert_log
-from polytape.store.schema import orderbook_levels, orderbooks, signal_events
-from polytape.store.universe import tracked_tokens
+from polytape.store.schema import orderbook_levels, orderbooks, signal_events, tracked_markets
+from polytape.store.universe import UNIVERSE_MEMBERS_KEY, tracked_tokens
 
 from .books_support import running_feed, wait_until
 from .support import sim_context
@@ -336,6 +336,46 @@ async def test_live_book_update_records_the_arb(store: Store, sim: SimServer) ->
             # No periodic pass runs here: only the feed's book change can write this row.
             await wait_until(lambda: len(signals(store)) == 1, 5, "the live arb signal")
             engine = ctx.runtime.signal_engine
+            await engine.wait_idle()
+    [sig] = signals(store)
+    assert (sig["signal_type"], sig["payload"]["price_sum"]) == ("neg_risk_arb", 0.93)
+
+
+async def test_a_market_joining_the_universe_is_judged_on_its_first_snapshot(
+    store: Store, sim: SimServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15 item 5: the engine's cached market list must not hide a market that just
+    joined the universe. The retry window is stretched so the old behaviour (judge the
+    first snapshot with the cached list, which lacks the market) would always show."""
+    from polytape.signals import engine as engine_mod
+
+    monkeypatch.setattr(engine_mod, "STRUCTURE_RETRY_SECONDS", 600.0)
+    cids = neg_risk_event(sim)
+    async with world_context(sim, store, ws_assets_per_connection=100) as ctx:
+        joining = {t for c in cids for t in sim.world.markets[c].token_ids}
+
+        def before_they_joined(tx: Any) -> None:  # the universe as a refresh published it without them
+            tx.delete(tracked_markets, tracked_markets.c.condition_id.in_(cids))
+            members = tx.get_state(UNIVERSE_MEMBERS_KEY)
+            members = {
+                "condition_ids": [c for c in members["condition_ids"] if c not in cids],
+                "token_ids": [t for t in members["token_ids"] if t not in joining],
+            }
+            tx.set_state(UNIVERSE_MEMBERS_KEY, members, ctx.clock())
+
+        store.write(before_they_joined)
+        run_signal_engine.attach_live_signals(ctx)
+        tokens = await asyncio.to_thread(tracked_tokens, store)
+        async with running_feed(ctx, universe_poll_seconds=0.5):
+            registry = ctx.runtime.books
+            await wait_until(lambda: tokens.keys() <= registry.books.keys(), 15, "every book")
+            engine = ctx.runtime.signal_engine
+            await wait_until(lambda: engine._structure is not None, 5, "the engine to cache its market list")
+            plant_neg_risk_asks(sim, cids, 0.93)  # standing asks before the markets join
+            assert signals(store) == []
+            assert (await run_job(ctx, "refresh-universe", JOBS["refresh-universe"])).status == "ok"
+            # No periodic pass runs here: only the new markets' first snapshots can write this.
+            await wait_until(lambda: len(signals(store)) == 1, 10, "the arb of the markets that joined")
             await engine.wait_idle()
     [sig] = signals(store)
     assert (sig["signal_type"], sig["payload"]["price_sum"]) == ("neg_risk_arb", 0.93)

@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -30,6 +31,7 @@ XSS = '<img src=x onerror="alert(1)"> & <script>alert(2)</script>'
 
 @asynccontextmanager
 async def served(store: Store, **settings: Any) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
+    settings.setdefault("archive_dir", Path("/nonexistent/polytape-archive"))
     server = WebServer(store, Settings(web_port=0, **settings))
     url = await server.start()
     try:
@@ -147,3 +149,37 @@ async def test_no_write_endpoints_and_loopback_by_default(store: Store) -> None:
         for method in ("POST", "PUT", "DELETE", "PATCH"):
             async with http.request(method, url + "/api/markets") as resp:
                 assert resp.status == 405
+
+
+async def test_price_history_and_coverage_from_the_archive(
+    store: Store, sim: SimServer, tmp_path: Path
+) -> None:
+    from polytape.archive import ArchiveWriter
+
+    cid = binary_market(sim)
+    yes, no = sim.world.markets[cid].token_ids
+    await ingest(sim, store)
+    root = tmp_path / "archive"
+    now_us = int(datetime.now(UTC).timestamp() * 1e6)
+    t0 = now_us - 30 * 60 * 1_000_000
+    writer = ArchiveWriter(root)
+    writer.record_snapshot(yes, cid, t0, t0, [(0.40, 10.0)], [(0.44, 10.0)])
+    writer.record_changes(yes, cid, t0 + 60_000_000, t0 + 60_000_000, [("bid", 0.42, 5.0)])
+    writer.record_trade(no, cid, t0 + 90_000_000, t0 + 90_000_000, id="t1", side="buy", price=0.55, amount=3)
+    writer.record_gap(yes, t0 + 100_000_000, t0 + 160_000_000, "disconnect", t0 + 160_000_000)
+    writer.flush()
+    writer.close()
+    async with served(store, archive_dir=root) as (http, url):
+        history = await get(http, f"{url}/api/markets/{cid}/history?hours=1")
+        assert history["source"] == "archive" and history["archive"]["enabled"] is True
+        assert [p[1] for p in history["mid"]] == [0.42, 0.43]
+        assert [p[1] for p in history["last_trade"]] == [0.45]  # the NO trade, seen from YES
+        coverage = await get(http, url + "/api/coverage")
+        mine = next(t for t in coverage["tokens"] if t["token_id"] == yes)
+        assert [g["reason"] for g in mine["gaps"]] == ["disconnect"]
+        assert 0 < mine["recorded_share"] < 1
+        status = await get(http, url + "/api/status")
+        assert status["archive"]["enabled"] is True and status["archive"]["files"] >= 2
+    async with served(store, archive_enabled=False) as (http, url):
+        off = await get(http, f"{url}/api/markets/{cid}/history?hours=1")
+        assert off["source"] == "database" and off["archive"]["reason"] == "POLYTAPE_ARCHIVE_ENABLED is false"

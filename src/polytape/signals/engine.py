@@ -115,6 +115,7 @@ class SignalEngine:
         self._priors_id: int | None = None
         self._structure: inp.Structure | None = None
         self._structure_at = 0.0
+        self._unknown: dict[str, float] = {}  # markets a reload did not find -> when (monotonic)
         self._stored_books = StoredBooks(self.cfg.book_max_age_seconds)
         self._pending: set[str] = set()
         self._task: asyncio.Task[None] | None = None
@@ -357,12 +358,20 @@ class SignalEngine:
         cached = self._cached_structure(cids)
         if cached is not None:
             return cached
-        if self._structure is not None and time.monotonic() - self._structure_at < STRUCTURE_RETRY_SECONDS:
-            return self._structure  # unknown markets may never be known: do not reload per update
+        now = time.monotonic()
+        if self._structure is not None and now - self._structure_at < STRUCTURE_TTL_SECONDS:
+            # Reload only for a market not looked up lately: a market that just joined the
+            # universe is judged on its first snapshot, while one the store does not know
+            # (yet) is not reloaded for on every update.
+            missing = cids - self._structure.markets.keys()
+            if all(now - self._unknown.get(cid, -1e18) < STRUCTURE_RETRY_SECONDS for cid in missing):
+                return self._structure
         registry = self.registry
         known = set(registry.conditions.values()) - {""} if registry is not None else set()
         structure = await asyncio.to_thread(self.store.read, lambda c: inp.load_structure(c, known | cids))
         self._remember_structure(structure)
+        looked_up = time.monotonic()
+        self._unknown = dict.fromkeys((known | cids) - structure.markets.keys(), looked_up)
         return structure
 
     def _cached_structure(self, cids: set[str]) -> inp.Structure | None:

@@ -103,6 +103,6 @@ async def signals(request: web.Request) -> web.Response:
 async def coverage(request: web.Request) -> web.Response:
     body = """<h1>Coverage</h1>
 <div id="archive" class="banner"></div>
-<table id="coverage"><thead><tr><th>market</th><th>outcome</th><th>token</th><th>recorded since</th>
+<table id="coverage"><thead><tr><th>market</th><th>outcome</th><th>token</th><th>recorded</th><th>since</th>
 <th>last update</th><th>age</th><th>hash</th><th>gaps (reason)</th></tr></thead><tbody></tbody></table>"""
     return page("Coverage", "/coverage", body, "coverage")

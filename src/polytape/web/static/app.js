@@ -177,7 +177,12 @@ pages.overview = () => every(5, async () => {
   const workers = document.getElementById("workers");
   workers.textContent = s.workers ? JSON.stringify(s.workers) : "single process (no worker leases in this build)";
   const archive = document.getElementById("archive");
-  archive.textContent = s.archive.enabled ? JSON.stringify(s.archive) : "archive not enabled: " + s.archive.reason;
+  archive.textContent = s.archive.enabled
+    ? s.archive.dir + ": " + fmt.num(s.archive.bytes / 1e6, 1) + " MB in " + s.archive.files + " files, "
+      + fmt.num(s.archive.l2_rows_last_hour) + " book rows in the last hour, newest flush "
+      + fmt.time(s.archive.newest_flush_us ? new Date(s.archive.newest_flush_us / 1000).toISOString() : null)
+      + ", " + s.archive.open_gaps + " open gap(s)"
+    : "archive not enabled: " + s.archive.reason;
   setRows(document.querySelector("#alerts tbody"), s.alerts.length ? s.alerts.map(a => el("tr", {},
     el("td", { text: a.channel }), el("td", { text: a.sent || 0 }),
     el("td", { text: a.failed || 0, cls: a.failed ? "bad" : "" }), el("td", { text: a.held || 0 }),
@@ -286,8 +291,9 @@ pages.market = () => {
     const h = await getJSON(base + "/history?hours=" + hours);
     const ts = p => [Date.parse(p[0]), p[1]];
     const now = Date.now();
-    document.getElementById("price-source").textContent = h.archive.enabled
-      ? "from the archive" : "archive not enabled (" + h.archive.reason + "): prices from stored snapshots and recorded trades";
+    document.getElementById("price-source").textContent = h.source === "archive"
+      ? "mid from the archive's quotes; last trades from the archive (or the database where it has none)"
+      : "archive not enabled (" + h.archive.reason + "): prices from stored snapshots and recorded trades";
     lineChart(document.getElementById("price-chart"), [
       { name: "mid", points: h.mid.map(ts), color: "#58a6ff" },
       { name: "last trade", points: h.last_trade.map(ts), color: "#d29922", dots: true },
@@ -347,19 +353,29 @@ pages.signals = () => {
   connect().catch(showError);
 };
 
+function gapText(g) {
+  const end = g.end ? fmt.time(g.end).slice(11) : "open";
+  return (g.reason || "?") + " " + fmt.time(g.start).slice(11) + "–" + end;
+}
+
 pages.coverage = () => every(10, async () => {
   const c = await getJSON("/api/coverage");
   const banner = document.getElementById("archive");
-  banner.textContent = c.archive.enabled ? "archive: " + JSON.stringify(c.archive)
-    : "archive not enabled (" + c.archive.reason + "): recorded time and gaps need the archive's gap ledger; "
+  banner.className = "banner " + (c.archive.enabled ? "ok" : "");
+  banner.textContent = c.archive.enabled
+    ? "archive " + c.archive.dir + ": " + fmt.num(c.archive.files) + " files, " + fmt.num(c.archive.bytes / 1e6, 1)
+      + " MB, " + c.archive.open_gaps + " open gap(s); recorded share and gaps over the last " + c.hours + " h"
+    : "archive not enabled (" + c.archive.reason + "): recorded time and gaps come from the archive's gap ledger; "
       + "below is what the database knows of each tracked token's book.";
   setRows(document.querySelector("#coverage tbody"), c.tokens.map(t => el("tr", { "data-token-id": t.token_id },
     el("td", {}, el("a", { href: "/markets/" + encodeURIComponent(t.condition_id), text: t.question || t.condition_id })),
     el("td", { text: t.outcome || "" }), el("td", {}, el("code", { text: String(t.token_id).slice(0, 14) + "…" })),
-    el("td", { text: fmt.time(t.snapshot_at) }), el("td", { text: fmt.time(t.updated_at) }),
+    el("td", { text: t.recorded_share === null || t.recorded_share === undefined ? "–" : (100 * t.recorded_share).toFixed(1) + " %",
+               cls: t.recorded_share !== null && t.recorded_share < 0.99 ? "warn" : "" }),
+    el("td", { text: fmt.time(t.recorded_from || t.snapshot_at) }), el("td", { text: fmt.time(t.updated_at) }),
     el("td", { text: fmt.age(t.age_seconds), cls: t.stale ? "bad" : "" }),
     el("td", { text: t.hash_status || "–" }),
-    el("td", { text: t.gaps === null ? "needs the archive" : t.gaps.map(g => g.reason).join(", ") || "none" }))));
+    el("td", { text: t.gaps === null || t.gaps === undefined ? "needs the archive" : t.gaps.map(gapText).join("; ") || "none" }))));
 });
 
 document.addEventListener("DOMContentLoaded", () => {
