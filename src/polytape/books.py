@@ -23,6 +23,7 @@ signal engine) read it from ``ctx.runtime.books``.
 from __future__ import annotations
 
 import hashlib
+import math
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ HashStatus = Literal["verified", "unknown", "corrupted"]
 LevelMap = dict[float, tuple[str, str]]  # price -> (price text, size text)
 
 _ENCODER = msgspec.json.Encoder()
+_INF = math.inf
 
 
 def _plain(text: str) -> bool:
@@ -52,8 +54,12 @@ def _json_str(text: str) -> str:
 
 
 def _fragment(price: str, size: str) -> str:
-    """One level's part of the hash payload: ``{"price":"…","size":"…"}``."""
-    if _plain(price + size):
+    """One level's part of the hash payload: ``{"price":"…","size":"…"}``.
+
+    Both texts parsed as floats, so neither holds a quote or a backslash: only a
+    control character (whitespace ``float`` skips) needs the escaping path.
+    """
+    if (price + size).isprintable():
         return f'{{"price":"{price}","size":"{size}"}}'
     return '{"price":' + _json_str(price) + ',"size":' + _json_str(size) + "}"
 
@@ -85,7 +91,7 @@ def _parse_levels(levels: Iterable[msgspec.Struct]) -> LevelMap:
         size_text: str = lvl.size  # type: ignore[attr-defined]
         price = float(price_text)
         size = float(size_text)
-        if not (0.0 <= price <= 1.0) or not (0.0 <= size < float("inf")):
+        if not (0.0 <= price <= 1.0) or not (0.0 <= size < _INF):
             raise ValueError(f"absurd level price={price_text!r} size={size_text!r}")
         if size > 0.0:
             out[price] = (price_text, size_text)
@@ -209,7 +215,7 @@ class OrderBook:
         """
         p = float(price)
         s = float(size)
-        if not (0.0 <= p <= 1.0) or not (0.0 <= s < float("inf")):
+        if not (0.0 <= p <= 1.0) or not (0.0 <= s < _INF):
             raise ValueError(f"absurd level price={price!r} size={size!r}")
         if side == BUY:
             levels, keys, frags, k = self.bids, self._bkeys, self._bfrag, p
@@ -260,6 +266,11 @@ class OrderBook:
         """Lowest ask price, or None when there are no asks."""
         keys = self._akeys
         return -keys[-1] if keys else None
+
+    def top_is(self, bid: float, ask: float) -> bool:
+        """True when the best bid and ask are these (0 standing for an empty side)."""
+        bids, asks = self._bkeys, self._akeys
+        return bid == (bids[-1] if bids else 0.0) and ask == (-asks[-1] if asks else 0.0)
 
     @property
     def spread(self) -> float | None:

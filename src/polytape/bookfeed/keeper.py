@@ -134,8 +134,14 @@ class BookKeeper:
         another socket would get every change twice, out of order).
         """
         changed: set[str] = set()
+        stats = self.stats
         for item in decode_frame(frame):
-            if isinstance(item, TextFrame):
+            if type(item) is PriceChangeMsg:  # the bulk of the traffic: straight in
+                stats.messages_total += 1
+                stats.by_type["price_change"] += 1
+                stats.last_message_at = received_at
+                self._on_price_change(item, received_at, changed, owned)
+            elif isinstance(item, TextFrame):
                 self._on_text(item)
             elif isinstance(item, Rejected):
                 self.reject(item, received_at)
@@ -253,13 +259,26 @@ class BookKeeper:
             changed.add(token_id)
         if not (last and self.verify):
             return
-        now_s = received_at.timestamp()
+        if self.verify_within <= 0 or self.unverifiable:
+            now_s = received_at.timestamp()
+            for token_id, ch in last.items():
+                book = books[token_id]
+                if ch.hash and ts_ms > book.snapshot_ms:  # same millisecond: the snapshot may cover it
+                    self._expect(book, ch.hash, now_s)
+            return
+        # deferred checks (the hot path, inlined): record the hash, compare the top of book
+        due_tokens, deadline = self._due_tokens, 0.0
         for token_id, ch in last.items():
             book = books[token_id]
-            if not ch.hash or ts_ms <= book.snapshot_ms:  # same millisecond: the snapshot may cover it
+            expected = ch.hash
+            if not expected or ts_ms <= book.snapshot_ms:
                 continue
-            self._expect(book, ch.hash, now_s)
-            if book.check_pending and type(ch) is ChangeV2 and not _top_matches(book, ch):
+            book.expect(expected)
+            if token_id not in due_tokens:
+                due_tokens.add(token_id)
+                deadline = deadline or received_at.timestamp() + self.verify_within
+                self._due.append((deadline, token_id))
+            if type(ch) is ChangeV2 and not _top_matches(book, ch):  # type: ignore[arg-type]
                 self.stats.top_mismatches += 1
                 self._settle(book)
 
@@ -469,13 +488,14 @@ class BookKeeper:
 
 def _top_matches(book: OrderBook, ch: ChangeV2) -> bool:
     """The change's ``best_bid``/``best_ask`` (``"0"`` for an empty side) equal the book's."""
-    if ch.best_bid is None or ch.best_ask is None:
+    best_bid, best_ask = ch.best_bid, ch.best_ask
+    if best_bid is None or best_ask is None:
         return True
     try:
-        bid, ask = float(ch.best_bid), float(ch.best_ask)
+        bid, ask = float(best_bid), float(best_ask)
     except ValueError:
         return True  # not a number: the full hash check decides
-    return bid == (book.best_bid or 0.0) and ask == (book.best_ask or 0.0)
+    return book.top_is(bid, ask)
 
 
 def _not_covered(buf: list[Buffered], snapshot_hash: str, snapshot_ms: int) -> list[Buffered]:
