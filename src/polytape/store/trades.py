@@ -8,6 +8,7 @@ part that could not be fetched is recorded as a gap for the backfill.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +19,7 @@ from sqlalchemy.dialects import postgresql
 from polytape.normalize.trades import TradesPage
 from polytape.store.core import Store, Tx
 from polytape.store.runs import rejected_row
-from polytape.store.schema import trades
+from polytape.store.schema import UTCDateTime, trades
 
 WATERMARK_KEY = "trades:large:watermark"
 """``{"ts": epoch seconds}``: newest trade time below which (minus the safety window) the
@@ -36,8 +37,8 @@ def insert_trades(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
     Per batch of ``tx.batch_size``: one indexed look-up drops the keys already stored (the
     rolling window re-reads mostly known trades), then the rest go in with one bulk
     statement that still ignores conflicts (another writer may have raced us): SQLite
-    ``INSERT OR IGNORE`` via executemany, PostgreSQL ``COPY`` into a session temp table and
-    ``INSERT … SELECT … ON CONFLICT DO NOTHING``.
+    ``INSERT OR IGNORE`` via executemany, PostgreSQL ``INSERT … SELECT … FROM unnest(one
+    array per column) ON CONFLICT DO NOTHING`` (one round trip, no staging table).
     """
     unique = list({row["dedupe_key"]: row for row in rows}.values())
     inserted = 0
@@ -48,38 +49,62 @@ def insert_trades(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
         if not fresh:
             continue
         if tx.dialect == "postgresql":
-            inserted += _copy_insert(tx, fresh)
+            inserted += _pg_insert(tx, fresh)
         else:
             inserted += _sqlite_insert(tx, fresh)
     return inserted
 
 
 _COLUMNS = [c.name for c in trades.columns if c.name != "id"]
-_STAGE = "_polytape_trades_in"
+_ROW_VALUES = operator.itemgetter(*_COLUMNS)
+_TIME_COLUMNS = [i for i, name in enumerate(_COLUMNS) if isinstance(trades.c[name].type, UTCDateTime)]
+_PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+_PG_ARRAYS = ", ".join(f"%s::{trades.c[name].type.compile(dialect=_PG_DIALECT)}[]" for name in _COLUMNS)
+_PG_INSERT = (
+    f"INSERT INTO trades ({', '.join(_COLUMNS)}) SELECT * FROM unnest({_PG_ARRAYS}) ON CONFLICT DO NOTHING"
+)
+_SQLITE_INSERT = (
+    f"INSERT OR IGNORE INTO trades ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+)
+
+
+def _values(row: Mapping[str, Any]) -> list[Any]:
+    """A row's values in ``_COLUMNS`` order (a missing optional column is NULL)."""
+    try:
+        return list(_ROW_VALUES(row))
+    except KeyError:
+        return [row.get(name) for name in _COLUMNS]
 
 
 def _sqlite_insert(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
-    """SQLite bulk path: executemany of INSERT OR IGNORE on tuples bound by the column types."""
+    """SQLite bulk path: one executemany of INSERT OR IGNORE on plain tuples.
+
+    Times are converted by the column type's own bind processor (so they are stored
+    exactly as every other write stores them), once per distinct value; the other
+    columns are str/int/float already.
+    """
     dialect = tx.conn.dialect
     procs = [
-        (i, proc)
-        for i, name in enumerate(_COLUMNS)
-        if (proc := trades.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        (i, trades.c[_COLUMNS[i]].type.dialect_impl(dialect).bind_processor(dialect)) for i in _TIME_COLUMNS
     ]
     bound: dict[Any, Any] = {}  # times repeat (one ingested_at per batch, same-second trades)
     params = []
     for row in rows:
-        values = [row.get(name) for name in _COLUMNS]
+        values = _values(row)
         for i, proc in procs:
             value = values[i]
-            if value is not None:
-                if value not in bound:
-                    bound[value] = proc(value)
-                values[i] = bound[value]
-        params.append(tuple(values))
-    marks = ", ".join("?" * len(_COLUMNS))
-    sql = f"INSERT OR IGNORE INTO trades ({', '.join(_COLUMNS)}) VALUES ({marks})"
-    return max(0, int(tx.conn.exec_driver_sql(sql, params).rowcount or 0))
+            if value is not None and proc is not None:
+                done = bound.get(value)
+                if done is None:
+                    done = bound[value] = proc(value)
+                values[i] = done
+        params.append(values)
+    cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(_SQLITE_INSERT, params)
+        return max(0, int(cursor.rowcount))
+    finally:
+        cursor.close()
 
 
 _KEYS = sa.bindparam("keys", type_=postgresql.ARRAY(sa.String))
@@ -94,20 +119,12 @@ def _stored_keys(tx: Tx, keys: Sequence[str]) -> set[str]:
     return {str(k) for k in tx.execute(stmt).scalars()}
 
 
-def _copy_insert(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
-    """PostgreSQL bulk path: COPY into a temp table emptied at commit, then insert-ignore."""
-    names = ", ".join(_COLUMNS)
+def _pg_insert(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
+    """PostgreSQL bulk path: one statement, one array per column, ``unnest`` into an insert-ignore."""
+    columns = list(zip(*(_values(row) for row in rows), strict=True))
     cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS "
-            f"AS SELECT {names} FROM trades WITH NO DATA"
-        )
-        cursor.execute(f"TRUNCATE {_STAGE}")
-        with cursor.copy(f"COPY {_STAGE} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row([row.get(name) for name in _COLUMNS])
-        cursor.execute(f"INSERT INTO trades ({names}) SELECT {names} FROM {_STAGE} ON CONFLICT DO NOTHING")
+        cursor.execute(_PG_INSERT, [list(col) for col in columns])
         return max(0, int(cursor.rowcount))
     finally:
         cursor.close()
