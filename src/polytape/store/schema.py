@@ -157,7 +157,7 @@ trades = sa.Table(
     metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("dedupe_key", sa.String, nullable=False, unique=True),
-    sa.Column("transaction_hash", sa.String, index=True),
+    sa.Column("transaction_hash", sa.String),
     sa.Column("wallet", sa.String),
     sa.Column("condition_id", sa.String, nullable=False),
     sa.Column("token_id", sa.String),

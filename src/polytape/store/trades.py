@@ -37,8 +37,8 @@ def insert_trades(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
     Per batch of ``tx.batch_size``: one indexed look-up drops the keys already stored (the
     rolling window re-reads mostly known trades), then the rest go in with one bulk
     statement that still ignores conflicts (another writer may have raced us): SQLite
-    ``INSERT OR IGNORE`` via executemany, PostgreSQL ``INSERT … SELECT … FROM unnest(one
-    array per column) ON CONFLICT DO NOTHING`` (one round trip, no staging table).
+    ``INSERT OR IGNORE`` via one executemany, PostgreSQL a binary
+    ``COPY`` into a session temp table and ``INSERT … SELECT … ON CONFLICT DO NOTHING``.
     """
     unique = list({row["dedupe_key"]: row for row in rows}.values())
     inserted = 0
@@ -49,7 +49,7 @@ def insert_trades(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
         if not fresh:
             continue
         if tx.dialect == "postgresql":
-            inserted += _pg_insert(tx, fresh)
+            inserted += _pg_copy_insert(tx, fresh)
         else:
             inserted += _sqlite_insert(tx, fresh)
     return inserted
@@ -59,10 +59,6 @@ _COLUMNS = [c.name for c in trades.columns if c.name != "id"]
 _ROW_VALUES = operator.itemgetter(*_COLUMNS)
 _TIME_COLUMNS = [i for i, name in enumerate(_COLUMNS) if isinstance(trades.c[name].type, UTCDateTime)]
 _PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
-_PG_ARRAYS = ", ".join(f"%s::{trades.c[name].type.compile(dialect=_PG_DIALECT)}[]" for name in _COLUMNS)
-_PG_INSERT = (
-    f"INSERT INTO trades ({', '.join(_COLUMNS)}) SELECT * FROM unnest({_PG_ARRAYS}) ON CONFLICT DO NOTHING"
-)
 _SQLITE_INSERT = (
     f"INSERT OR IGNORE INTO trades ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
@@ -115,16 +111,40 @@ def _stored_keys(tx: Tx, keys: Sequence[str]) -> set[str]:
     """Which of ``keys`` are stored (PostgreSQL: one array parameter, one cached plan)."""
     if tx.dialect == "postgresql":
         return {str(k) for k in tx.execute(_STORED_PG, {"keys": list(keys)}).scalars()}
-    stmt = sa.select(trades.c.dedupe_key).where(trades.c.dedupe_key.in_(keys))
-    return {str(k) for k in tx.execute(stmt).scalars()}
+    sql = f"SELECT dedupe_key FROM trades WHERE dedupe_key IN ({', '.join('?' * len(keys))})"
+    return {str(k) for (k,) in tx.conn.exec_driver_sql(sql, tuple(keys))}
 
 
-def _pg_insert(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
-    """PostgreSQL bulk path: one statement, one array per column, ``unnest`` into an insert-ignore."""
-    columns = list(zip(*(_values(row) for row in rows), strict=True))
+_STAGE = "_polytape_trades_in"
+_PG_TYPES = [
+    {
+        "VARCHAR": "text",
+        "INTEGER": "int4",
+        "DOUBLE PRECISION": "float8",
+        "TIMESTAMP WITH TIME ZONE": "timestamptz",
+    }[trades.c[name].type.compile(dialect=_PG_DIALECT).split("(")[0]]
+    for name in _COLUMNS
+]
+_NAMES = ", ".join(_COLUMNS)
+
+
+def _pg_copy_insert(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
+    """PostgreSQL bulk path: binary COPY into a session temp table, then one insert-ignore.
+
+    The temp table (emptied at commit) is created when the session lacks it, and emptied
+    in the same round trip, since one transaction may hold several batches.
+    """
     cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(_PG_INSERT, [list(col) for col in columns])
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS "
+            f"AS SELECT {_NAMES} FROM trades WITH NO DATA; DELETE FROM {_STAGE}"
+        )
+        with cursor.copy(f"COPY {_STAGE} ({_NAMES}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_PG_TYPES)
+            for row in rows:
+                copy.write_row(_values(row))
+        cursor.execute(f"INSERT INTO trades ({_NAMES}) SELECT {_NAMES} FROM {_STAGE} ON CONFLICT DO NOTHING")
         return max(0, int(cursor.rowcount))
     finally:
         cursor.close()
