@@ -278,7 +278,7 @@ class BookKeeper:
                 due_tokens.add(token_id)
                 deadline = deadline or received_at.timestamp() + self.verify_within
                 self._due.append((deadline, token_id))
-            if type(ch) is ChangeV2 and not _top_matches(book, ch):  # type: ignore[arg-type]
+            if type(ch) is ChangeV2 and not _top_matches(book, ch):
                 self.stats.top_mismatches += 1
                 self._settle(book)
 
