@@ -197,7 +197,7 @@ def track_add(condition_ids: Annotated[list[str], typer.Argument(help="Condition
     store = open_store(s)
     manual = {r["condition_id"] for r in list_tracked(store) if r["source"] == "manual"}
     total = len(manual | {c.strip() for c in condition_ids if c.strip()})
-    if total > s.max_tracked_markets:
+    if s.universe_mode == "ranked" and total > s.max_tracked_markets:
         _fail(
             f"{total} manual overrides would exceed the universe cap of {s.max_tracked_markets} "
             "(POLYTAPE_MAX_TRACKED_MARKETS); remove some or raise the cap",

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     min_liquidity: float = Field(10_000.0, ge=0)
     min_volume: float = Field(100_000.0, ge=0)
     min_oi: float = Field(25_000.0, ge=0)
+    # ``ranked``: the seed's capped, scored universe; ``all``: every live market with a book.
+    universe_mode: Literal["ranked", "all"] = "ranked"
 
     # --- Gamma -----------------------------------------------------------------
     gamma_paging: Literal["keyset", "offset"] = "keyset"
@@ -77,6 +79,8 @@ class Settings(BaseSettings):
     ws_ping_interval_seconds: float = Field(10.0, gt=0)
     ws_silence_timeout_seconds: float = Field(60.0, gt=0)
     ws_reconnect_max_seconds: float = Field(60.0, gt=0)
+    ws_connects_per_second: float = Field(5.0, gt=0, le=1000)
+    ws_split_after_failures: int = Field(3, ge=1, le=100)
     ws_verify_hashes: bool = True
     book_resync_minutes: float = Field(5.0, gt=0)
     book_write_seconds: float = Field(1.0, gt=0)  # at most one write per book per this
@@ -142,6 +146,10 @@ class Settings(BaseSettings):
     db_retry_seconds: float = Field(120.0, ge=0, le=86_400)
     """How long one write keeps retrying while the database is away before its job gives up."""
     shutdown_grace_seconds: float = Field(8.0, ge=0, le=300)
+
+    # --- several workers on one PostgreSQL ------------------------------------------
+    worker_heartbeat_seconds: float = Field(2.0, gt=0, le=60)
+    worker_lease_seconds: float = Field(10.0, gt=0, le=600)
 
     @field_validator("database_url")
     @classmethod

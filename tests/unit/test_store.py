@@ -11,12 +11,12 @@ from polytape.store import Store
 from polytape.store import schema as s
 from polytape.store.runs import (
     begin_job_run,
-    close_interrupted_runs,
     finish_job_run,
     latest_runs,
     rejected_row,
 )
 from polytape.store.universe import add_manual, list_tracked, remove_manual
+from polytape.store.workers import close_interrupted_runs
 
 NOW = datetime(2026, 11, 27, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -154,7 +154,7 @@ def test_job_runs_audit(store: Store) -> None:
         error=None, details={"pages": 2, "gaps": [[1, 2]]},
     )  # fmt: skip
     stale = begin_job_run(store, "sync-open-interest", NOW)
-    assert close_interrupted_runs(store, NOW) == 1
+    assert close_interrupted_runs(store, NOW, ttl=10) == 1
     runs = {r["job_name"]: r for r in latest_runs(store)}
     assert runs["sync-large-trades"]["status"] == "partial"
     assert runs["sync-large-trades"]["details"] == {"pages": 2, "gaps": [[1, 2]]}

@@ -28,6 +28,7 @@ def thresholds(ctx: JobContext) -> Thresholds:
         min_liquidity=s.min_liquidity,
         min_volume=s.min_volume,
         min_oi=s.min_oi,
+        mode=s.universe_mode,
     )
 
 
@@ -57,7 +58,7 @@ async def run(ctx: JobContext) -> JobResult:
         tokens_added=len(change.tokens_added),
         tokens_removed=len(change.tokens_removed),
     )
-    if change.manual > ctx.settings.max_tracked_markets:
+    if ctx.settings.universe_mode == "ranked" and change.manual > ctx.settings.max_tracked_markets:
         result.partial(
             f"{change.manual} manual overrides exceed max_tracked_markets="
             f"{ctx.settings.max_tracked_markets}; no room for auto-selected markets"

@@ -148,6 +148,7 @@ class Store:
         # SQLite has one writer at a time anyway; queueing here beats busy-waiting.
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
         self._stopping = threading.Event()
+        self._namespace: str | None = None
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True, **kw: Any) -> Store:
@@ -171,6 +172,12 @@ class Store:
 
     def migrate(self) -> None:
         engine_mod.upgrade(self.engine)
+
+    def lock_namespace(self) -> str:
+        """The database and schema this store writes to (advisory-lock keys include it)."""
+        if self._namespace is None:
+            self._namespace = self.read(engine_mod.lock_namespace)
+        return self._namespace
 
     def is_current(self) -> bool:
         return engine_mod.current_revision(self.engine) == engine_mod.head_revision()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
@@ -72,10 +73,32 @@ def alembic_config() -> Config:
     return cfg
 
 
+def lock_namespace(conn: sa.Connection) -> str:
+    """``database/schema`` on PostgreSQL (what advisory-lock keys are scoped to); else ``""``."""
+    if conn.dialect.name != "postgresql":
+        return ""
+    row = conn.execute(sa.text("SELECT current_database(), current_schema()")).one()
+    return f"{row[0]}/{row[1]}"
+
+
+def lock_key(name: str, namespace: str = "") -> int:
+    """A stable signed 64-bit key for ``pg_advisory_lock``, distinct per namespace."""
+    digest = hashlib.sha256(f"polytape:{namespace}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
-    """Apply migrations up to ``revision`` (idempotent)."""
+    """Apply migrations up to ``revision`` (idempotent).
+
+    On PostgreSQL the migration runs under a transaction-level advisory lock, so
+    workers that start together wait for one another instead of racing to create
+    the same tables; a waiter then finds the schema current and does nothing.
+    """
     cfg = alembic_config()
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            key = lock_key("migrate", lock_namespace(conn))
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 

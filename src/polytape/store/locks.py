@@ -5,30 +5,48 @@ WebSocket feed), held on a dedicated connection for the length of the run; a
 process that dies drops its connection and with it its locks.
 SQLite: one ``run`` per database file, enforced with an exclusive ``flock`` on
 a side file.
+
+Keys are namespaced by the database and schema the store writes to
+(:meth:`Store.lock_namespace`), so polytapes on different schemas of one server
+never block each other. A held lock can be lost (a PostgreSQL restart drops
+every session): :meth:`AdvisoryLock.held` asks the server, and :func:`run_guarded`
+cancels the guarded work as soon as that answer is no.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
-import hashlib
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import sqlalchemy as sa
+import structlog
 
 from polytape.errors import PolytapeError
 from polytape.store.core import Store
+from polytape.store.engine import lock_key
+
+T = TypeVar("T")
+log = structlog.get_logger("polytape.store.locks")
+__all__ = ["AdvisoryLock", "AlreadyRunning", "LockLost", "SqliteRunLock", "lock_key", "run_guarded"]
+LOCK_CHECK_SECONDS = 1.0
 
 
 class AlreadyRunning(PolytapeError):
     """Another ``polytape run`` already owns this SQLite database."""
 
 
-def lock_key(name: str) -> int:
-    """A stable signed 64-bit key for ``pg_advisory_lock``."""
-    digest = hashlib.sha256(f"polytape:{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+class LockLost(PolytapeError):
+    """A held advisory lock is gone (the database restarted or dropped the session)."""
+
+
+def _key_parts(key: int) -> tuple[int, int]:
+    """How ``pg_locks`` shows a bigint key: (classid, objid) = (high, low) 32 bits."""
+    unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
+    return unsigned >> 32, unsigned & 0xFFFF_FFFF
 
 
 class AdvisoryLock:
@@ -37,7 +55,7 @@ class AdvisoryLock:
     def __init__(self, store: Store, name: str) -> None:
         self.store = store
         self.name = name
-        self.key = lock_key(name)
+        self.key = lock_key(name, store.lock_namespace())
         self._conn: sa.Connection | None = None
 
     def try_acquire(self) -> bool:
@@ -58,6 +76,26 @@ class AdvisoryLock:
         self._conn = conn
         return True
 
+    def held(self) -> bool:
+        """True while the server still grants this lock to our session (asks it)."""
+        if self.store.dialect != "postgresql":
+            return True
+        conn = self._conn
+        if conn is None:
+            return False
+        hi, lo = _key_parts(self.key)
+        stmt = sa.text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND pid = pg_backend_pid() AND classid = CAST(:hi AS oid) AND objid = CAST(:lo AS oid)"
+            " AND objsubid = 1"
+        )
+        try:
+            got = int(conn.execute(stmt, {"hi": hi, "lo": lo}).scalar_one())
+            conn.commit()
+        except sa.exc.DBAPIError:
+            return False
+        return got > 0
+
     def release(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
@@ -75,6 +113,27 @@ class AdvisoryLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+async def run_guarded(
+    lock: AdvisoryLock, work: Callable[[], Awaitable[T]], *, check_every: float = LOCK_CHECK_SECONDS
+) -> T:
+    """Run ``work`` while ``lock`` is held; cancel it and raise :class:`LockLost` once it is not."""
+    task: asyncio.Task[T] = asyncio.ensure_future(work())
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=check_every)
+            if done:
+                return task.result()
+            if not await asyncio.to_thread(lock.held):
+                log.error("lock lost; stopping the work it guards", lock=lock.name)
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                raise LockLost(f"lost the lock {lock.name!r} (did the database restart?)")
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 class SqliteRunLock:

@@ -14,12 +14,12 @@ from polytape.store.schema import job_runs, rejected_payloads
 RAW_LIMIT = 64_000  # keep a sample of bad input, not a flood
 
 
-def begin_job_run(store: Store, job_name: str, started_at: datetime) -> int:
-    """Open a ``running`` row; returns its id."""
+def begin_job_run(store: Store, job_name: str, started_at: datetime, worker_id: str | None = None) -> int:
+    """Open a ``running`` row (of the worker ``worker_id``); returns its id."""
 
     def _do(tx: Tx) -> int:
         stmt = sa.insert(job_runs).values(
-            job_name=job_name, started_at=started_at, status="running", rows_written=0
+            job_name=job_name, started_at=started_at, status="running", rows_written=0, worker_id=worker_id
         )
         return int(tx.execute(stmt.returning(job_runs.c.id)).scalar_one())
 
@@ -50,14 +50,11 @@ def finish_job_run(
     store.write(lambda tx: tx.execute(stmt))
 
 
-def close_interrupted_runs(store: Store, now: datetime) -> int:
-    """Mark runs left ``running`` by a process that died as errors."""
-    stmt = (
-        sa.update(job_runs)
-        .where(job_runs.c.status == "running")
-        .values(status="error", finished_at=now, error="interrupted: the process stopped mid-run")
-    )
-    return store.write(lambda tx: int(tx.execute(stmt).rowcount or 0))
+def last_started(store: Store, job_name: str) -> datetime | None:
+    """When the newest run of ``job_name`` started (by any worker), if it ever ran."""
+    stmt = sa.select(sa.func.max(job_runs.c.started_at)).where(job_runs.c.job_name == job_name)
+    when: datetime | None = store.read(lambda c: c.execute(stmt).scalar())
+    return when
 
 
 def rejected_row(source: str, reason: str, raw: Any, received_at: datetime) -> dict[str, Any]:

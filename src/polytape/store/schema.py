@@ -226,6 +226,7 @@ job_runs = sa.Table(
     sa.Column("rows_written", sa.Integer, nullable=False, server_default="0"),
     sa.Column("error", sa.Text),
     sa.Column("details", JSONType),
+    sa.Column("worker_id", sa.String(64)),  # the ``workers`` row of the process that ran it
     sa.Index("ix_job_runs_job_name_started_at", "job_name", "started_at"),
 )
 
@@ -269,4 +270,27 @@ alert_deliveries = sa.Table(
     _ts("created_at", nullable=False, index=True),
     _ts("finished_at"),
     sa.UniqueConstraint("channel", "dedupe_key"),
+)
+
+# Every ``polytape run`` process: who it is and when it last said it was alive.
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("worker_id", sa.String(64), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    _ts("started_at", nullable=False),
+    _ts("heartbeat_at", nullable=False),
+    _ts("stopped_at"),
+    sa.Column("tokens", sa.Integer, nullable=False, server_default="0"),
+)
+
+# Which worker records which token's book; the primary key makes two owners impossible.
+token_leases = sa.Table(
+    "token_leases",
+    metadata,
+    sa.Column("token_id", sa.String, primary_key=True),
+    sa.Column("worker_id", sa.String(64), nullable=False, index=True),
+    _ts("acquired_at", nullable=False),
+    _ts("released_at"),  # set when the owner let go; the next owner records the gap since then
 )

@@ -50,14 +50,27 @@ def tracked_condition_ids(store: Store) -> list[str]:
     return [r["condition_id"] for r in list_tracked(store)]
 
 
-def tracked_tokens(store: Store) -> dict[str, str]:
-    """``token_id -> condition_id`` for every token of the tracked universe's markets."""
-    t, mt = tracked_markets, market_tokens
-    stmt = (
+def _tracked_tokens_stmt() -> sa.Select[Any]:
+    t, mt, m = tracked_markets, market_tokens, markets
+    return (
         sa.select(mt.c.token_id, mt.c.condition_id)
-        .select_from(mt.join(t, t.c.condition_id == mt.c.condition_id))
+        .select_from(
+            mt.join(t, t.c.condition_id == mt.c.condition_id).outerjoin(
+                m, m.c.condition_id == mt.c.condition_id
+            )
+        )
+        .where(sa.or_(m.c.closed.is_(None), m.c.closed.is_(False)))
         .order_by(mt.c.condition_id, mt.c.outcome_index)
     )
+
+
+def tracked_tokens(store: Store) -> dict[str, str]:
+    """``token_id -> condition_id`` for every token of the tracked universe's live markets.
+
+    A tracked market that Gamma reports closed (a manual override that resolved) has no
+    book left to follow, so its tokens are left out.
+    """
+    stmt = _tracked_tokens_stmt()
     return store.read(lambda c: {str(tok): str(cid) for tok, cid in c.execute(stmt)})
 
 
@@ -74,6 +87,8 @@ def tracked_tokens(store: Store) -> dict[str, str]:
 # ``gamma_liquidity >= min_liquidity`` OR ``gamma_volume >= min_volume`` OR its latest
 # ``open_interest >= min_oi``. Manual overrides come first (oldest first), then eligible
 # markets by score (ties by condition id), up to ``max_tracked_markets`` in all.
+# In ``all`` mode (``POLYTAPE_UNIVERSE_MODE=all``) every such market with a book is
+# taken, with no threshold and no cap.
 
 VOLUME_WEIGHT = 0.1
 
@@ -86,6 +101,7 @@ class Thresholds:
     min_liquidity: float
     min_volume: float
     min_oi: float
+    mode: str = "ranked"  # or ``all``
 
 
 @dataclass(frozen=True)
@@ -112,11 +128,17 @@ class Candidate:
 
 
 def select_auto(candidates: Iterable[Candidate], manual: Sequence[str], t: Thresholds) -> list[Candidate]:
-    """Eligible markets by score, excluding manual ones, filling what the cap leaves (pure)."""
-    room = max(0, t.max_markets - len(manual))
+    """Eligible markets by score, excluding manual ones, filling what the cap leaves (pure).
+
+    In ``all`` mode every candidate is eligible and there is no cap.
+    """
     taken = set(manual)
-    eligible = [c for c in candidates if c.condition_id not in taken and c.eligible(t)]
+    every = t.mode == "all"
+    eligible = [c for c in candidates if c.condition_id not in taken and (every or c.eligible(t))]
     eligible.sort(key=lambda c: (-c.score, c.condition_id))
+    if every:
+        return eligible
+    room = max(0, t.max_markets - len(manual))
     return eligible[:room]
 
 
@@ -178,9 +200,7 @@ def _candidates(tx: Tx) -> list[Candidate]:
 
 
 def _tracked_token_set(tx: Tx) -> set[str]:
-    t, mt = tracked_markets, market_tokens
-    stmt = sa.select(mt.c.token_id).join(t, t.c.condition_id == mt.c.condition_id)
-    return {str(v) for v in tx.execute(stmt).scalars()}
+    return {str(row[0]) for row in tx.execute(_tracked_tokens_stmt())}
 
 
 def _replace_auto(tx: Tx, manual: Sequence[str], chosen: Sequence[Candidate], now: datetime) -> None:
