@@ -1,9 +1,16 @@
 """``polytape run``: every job on its cadence plus the WebSocket feed, until a signal.
 
-Start-up order: migrate, close runs a killed process left open, first runs of
-the metadata jobs, the universe, then everything on its schedule. SIGINT or
-SIGTERM stops new work, lets in-flight runs finish (their batches commit),
-stops the feed, closes sockets and exits 0.
+Start-up order: migrate (under a lock, so workers starting together do not race),
+register this worker, close runs whose process is gone, first runs of the metadata
+jobs, the universe, then everything on its schedule. SIGINT or SIGTERM stops new
+work, lets in-flight runs finish (their batches commit), stops the feed, releases
+this worker's token leases, closes sockets and exits 0.
+
+Several workers on one PostgreSQL: each job is a singleton (an advisory lock per
+run, watched while it runs: a lock lost to a database restart cancels the run), and
+a job whose last run (by any worker) started less than a cadence ago is skipped, so
+cadences hold across workers. The book feed of each worker records the tokens it
+leases (:mod:`polytape.workers`).
 """
 
 from __future__ import annotations
@@ -30,13 +37,25 @@ from polytape.scheduler import JOB_HOSTS, ScheduledJob, Scheduler
 from polytape.sim import SimServer
 from polytape.store import Store
 from polytape.store.dberrors import first_line
-from polytape.store.locks import AdvisoryLock, SqliteRunLock
-from polytape.store.runs import close_interrupted_runs
+from polytape.store.locks import AdvisoryLock, LockLost, SqliteRunLock, run_guarded
+from polytape.store.runs import last_started
+from polytape.store.workers import (
+    beat,
+    close_interrupted_runs,
+    new_worker_id,
+    register_worker,
+    stop_worker,
+)
+from polytape.workers import WorkerLeases
 
 log = structlog.get_logger("polytape.run")
 
 HEARTBEAT_SECONDS = 5.0
 FEED_RETRY_SECONDS = 15.0
+JobRun = Callable[[], Awaitable[JobResult | None]]
+GAMMA_JOB = "sync-gamma-events"  # followed by a universe refresh, so new markets are followed at once
+CLOSE_STALE_RUNS_EVERY = 15  # worker heartbeats between two looks for runs of dead workers
+CADENCE_TOLERANCE = 0.95  # of the shortest jittered cadence: clocks and lock waits differ a little
 
 
 def run_forever(settings: Settings, *, simulated: bool = False, web: bool = False) -> int:
@@ -106,16 +125,23 @@ class Runner:
         self.unwritten: list[str] = []
         """What shutdown could not write because the database was not answering."""
         self._db_down = False
+        self.worker_id = new_worker_id()
+        ctx.runtime.worker_id = self.worker_id
+        self.leases = WorkerLeases(self.settings, self.store, self.worker_id, ctx.clock, ctx.runtime)
 
     # --- lifecycle ----------------------------------------------------------------
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop, sig)
-        closed = await asyncio.to_thread(close_interrupted_runs, self.store, self.ctx.clock())
-        if closed:
-            log.warning("closed runs left open by a stopped process", runs=closed)
-        log.info("polytape run starting", database=self.store.dialect, ws=self.settings.ws_enabled)
+        await asyncio.to_thread(register_worker, self.store, self.worker_id, self.ctx.clock())
+        await self._close_interrupted()
+        log.info(
+            "polytape run starting",
+            database=self.store.dialect,
+            ws=self.settings.ws_enabled,
+            worker=self.worker_id,
+        )
         background = [asyncio.create_task(self._heartbeat(), name="heartbeat")]
         try:
             await self._first_runs()
@@ -151,6 +177,13 @@ class Runner:
             await asyncio.to_thread(self._write_heartbeat, stopped=True)
         except StoreError:
             self.unwritten.append("the final heartbeat")
+        try:
+            released = await asyncio.to_thread(stop_worker, self.store, self.worker_id, self.ctx.clock())
+            log.info("token leases released", leases=released)
+        except StoreError:
+            self.unwritten.append(
+                "the release of this worker's leases (others take them after the lease time)"
+            )
         if self.unwritten:
             log.warning(
                 "polytape run stopped; the database was not answering, so this was not written "
@@ -171,13 +204,21 @@ class Runner:
             self._db_down = True
             log.warning("database unavailable; retrying until it answers", error=str(exc), doing=what)
 
+    async def _close_interrupted(self) -> None:
+        ttl = self.settings.worker_lease_seconds
+        now = self.ctx.clock()
+        closed = await asyncio.to_thread(close_interrupted_runs, self.store, now, ttl=ttl, me=self.worker_id)
+        if closed:
+            log.warning("closed runs left open by a stopped process", runs=closed)
+
     def _database_ok(self) -> None:
         if self._db_down:
             self._db_down = False
             log.info("database answering again")
 
     # --- jobs ------------------------------------------------------------------------
-    def _runner_for(self, name: str) -> Callable[[], Awaitable[JobResult | None]]:
+    def _runner_for(self, name: str, *, every_time: bool = False) -> JobRun:
+        """One guarded run of job ``name``; ``every_time`` skips the cadence check (a chained run)."""
         fn = job_fn(name)
 
         async def go() -> JobResult | None:
@@ -190,12 +231,43 @@ class Runner:
                 log.warning("job skipped: database unavailable", job=name, error=redact_urls(first_line(exc)))
                 return None
             try:
-                return await run_job(self.ctx, name, fn)
+                if not every_time and await self._ran_recently(name):
+                    return None
+                if self.store.dialect != "postgresql":
+                    return await run_job(self.ctx, name, fn)
+                return await run_guarded(lock, lambda: run_job(self.ctx, name, fn))
+            except LockLost as exc:
+                log.error("job stopped: its lock was lost", job=name, error=str(exc))
+                return None
             except StoreError as exc:  # the run could not even be recorded
                 self._database_error(exc, f"the run of {name} and its uncommitted batch")
                 return None
             finally:
                 await asyncio.to_thread(lock.release)
+
+        return go
+
+    async def _ran_recently(self, name: str) -> bool:
+        """True when any worker started ``name`` less than its shortest cadence ago (under its lock)."""
+        last = await asyncio.to_thread(last_started, self.store, name)
+        if last is None:
+            return False
+        jitter = self.settings.schedule_jitter_fraction
+        shortest = self.settings.cadence(name) * (1 - jitter) * CADENCE_TOLERANCE
+        ago = (self.ctx.clock() - last).total_seconds()
+        if ago < shortest:
+            log.debug("job skipped: another worker ran it recently", job=name, seconds_ago=round(ago, 2))
+            return True
+        return False
+
+    def _chained(self, first: JobRun, then: JobRun) -> JobRun:
+        """``first``, then ``then`` when ``first`` ran (new markets reach the universe within one sync)."""
+
+        async def go() -> JobResult | None:
+            result = await first()
+            if result is not None and result.status != "error" and not self.stopping.is_set():
+                await then()
+            return result
 
         return go
 
@@ -218,6 +290,8 @@ class Runner:
         jobs = []
         for name in names:
             go = self._runner_for(name)
+            if name == GAMMA_JOB:
+                go = self._chained(go, self._runner_for(UNIVERSE_JOB, every_time=True))
             cadence = self.settings.cadence(name)
             first = cadence if name in (*METADATA_JOBS, UNIVERSE_JOB) else 0.0
             jobs.append(ScheduledJob(name, cadence, go, self._slowdown(name), first_delay=first))
@@ -225,40 +299,45 @@ class Runner:
 
     # --- the WebSocket feed ---------------------------------------------------------------
     async def _feed(self) -> None:
-        """Run the feed while holding its lock; restart it if it fails."""
+        """Run the feed on this worker's leased tokens; restart it if it fails."""
         attach_live_signals(self.ctx)
-        lock = AdvisoryLock(self.store, "ws-feed")
-        try:
-            while not self.stopping.is_set():
-                try:
-                    acquired = await asyncio.to_thread(lock.try_acquire)
-                except Exception as exc:  # the database is away: the feed waits for it
-                    log.warning("WebSocket feed waits for the database", error=redact_urls(first_line(exc)))
-                    acquired = False
-                if not acquired:
-                    await asyncio.sleep(FEED_RETRY_SECONDS)
-                    continue
-                try:
-                    await run_feed(self.ctx)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("WebSocket feed failed; restarting")
-                    await asyncio.sleep(FEED_RETRY_SECONDS)
-        finally:
-            await asyncio.to_thread(lock.release)
+        while not self.stopping.is_set():
+            try:
+                await run_feed(
+                    self.ctx,
+                    token_source=self.leases,
+                    universe_poll_seconds=self.settings.worker_heartbeat_seconds,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("WebSocket feed failed; restarting")
+                await asyncio.sleep(FEED_RETRY_SECONDS)
 
     # --- heartbeat ------------------------------------------------------------------------
     async def _heartbeat(self) -> None:
-        """Beat every few seconds for as long as the run lasts, through any outage."""
+        """This worker's ``workers`` row every few seconds, the ``runner`` state less often,
+        for as long as the run lasts, through any outage."""
+        every = self.settings.worker_heartbeat_seconds
+        beats = 0
+        loop = asyncio.get_running_loop()
+        last_state = loop.time() - HEARTBEAT_SECONDS
         while True:
             try:
-                await asyncio.to_thread(self._write_heartbeat)
+                now = self.ctx.clock()
+                if not await asyncio.to_thread(beat, self.store, self.worker_id, now):
+                    await asyncio.to_thread(register_worker, self.store, self.worker_id, now)
+                if loop.time() - last_state >= HEARTBEAT_SECONDS:
+                    await asyncio.to_thread(self._write_heartbeat)
+                    last_state = loop.time()
+                beats += 1
+                if beats % CLOSE_STALE_RUNS_EVERY == 0:
+                    await self._close_interrupted()
             except StoreError as exc:
                 self._database_error(exc, "a heartbeat")
             else:
                 self._database_ok()
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await asyncio.sleep(every)
 
     def _write_heartbeat(self, stopped: bool = False) -> None:
         now: datetime = self.ctx.clock()
@@ -268,6 +347,7 @@ class Runner:
             "started_at": self.started_at.isoformat(),
             "updated_at": now.isoformat(),
             "stopped_at": now.isoformat() if stopped else None,
+            "worker_id": self.worker_id,
             "ws_enabled": self.settings.ws_enabled,
             "in_flight": sorted(self.scheduler.in_flight) if self.scheduler else [],
         }

@@ -17,6 +17,8 @@ field                  set by                                      read by
 ``signal_engine``      ``run_signal_engine.signal_engine``         the job and the live hook
 ``signal_sink``        ``run_signal_engine.signal_sink``           the engine's listeners
 ``web``                ``polytape run --web`` (the dashboard)      nobody (closed first)
+``worker_id``          ``polytape run`` (:mod:`polytape.runner`)   ``job_runs.worker_id``
+``on_handover``        the archive (gap ledger)                    :class:`~polytape.workers.WorkerLeases`
 =====================  ==========================================  =============================
 
 Adding a component (an archive writer, a lease manager, a web server, ...): give it a
@@ -40,12 +42,15 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import structlog
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from polytape.bookfeed.service import BookFeed
     from polytape.books import BookRegistry
     from polytape.clients import ApiClients
     from polytape.config import Settings
     from polytape.signals.engine import SignalEngine
     from polytape.store import Store
+    from polytape.store.workers import Handover
 
 log = structlog.get_logger("polytape.runtime")
 
@@ -60,6 +65,13 @@ class UniverseChangeHook(Protocol):
     """Called after a universe refresh with the token ids that entered and left it."""
 
     def __call__(self, added: set[str], removed: set[str], /) -> Awaitable[None] | None: ...
+
+
+class HandoverHook(Protocol):
+    """Called when this worker took tokens over from another: each was unrecorded since
+    ``handover.since`` until ``until`` (the archive's gap ledger records that)."""
+
+    def __call__(self, handovers: list[Handover], until: datetime, /) -> None: ...
 
 
 @runtime_checkable
@@ -96,6 +108,8 @@ class Runtime:
     signal_engine: SignalEngine | None = None
     signal_sink: SignalSink | None = None
     web: Closeable | None = None
+    worker_id: str | None = None  # this ``polytape run`` process's ``workers`` row
+    on_handover: HandoverHook | None = None
 
     async def aclose(self, timeout: float = 10.0) -> None:
         """Close every component in :data:`CLOSE_ORDER`; a failure is logged, never raised."""

@@ -136,6 +136,15 @@ def render(health: Health, snapshot: dict[str, Any], console: Console) -> None:
             if key in feed:
                 ft.add_row(key, str(feed[key]))
         console.print(ft)
+    workers = snapshot.get("workers") or []
+    if workers:
+        wt = Table(title="workers", title_justify="left")
+        for col in ("worker", "host", "pid", "tokens", "heartbeat"):
+            wt.add_column(col)
+        for w in workers:
+            beat = f"{w['heartbeat_age_s']:.0f}s ago" + ("" if w["alive"] else " [red]DEAD[/]")
+            wt.add_row(w["worker_id"], w["host"], str(w["pid"]), str(w["tokens"]), beat)
+        console.print(wt)
     console.print(
         f"trades {snapshot['trades']} (newest {snapshot['newest_trade'] or '-'}), "
         f"tracked markets {snapshot['tracked_markets']}, books {snapshot['books']} "
@@ -216,6 +225,7 @@ def show_status(settings: Settings, console: Console) -> int:
                 now,
                 book_stale_before=now - timedelta(seconds=settings.book_stale_seconds),
                 since=now - timedelta(hours=1),
+                worker_ttl=settings.worker_lease_seconds,
             )
         finally:
             store.close()

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ import structlog
 from polytape import metrics
 from polytape.bookfeed.healer import Healer
 from polytape.bookfeed.keeper import BookKeeper
+from polytape.bookfeed.shards import ConnectRamp, plan_add, plan_remove, should_split, split
 from polytape.bookfeed.writer import BookWriter
 from polytape.books import BookRegistry
 from polytape.clients.clob import ClobClient
@@ -33,6 +34,7 @@ from polytape.config import Settings
 from polytape.runtime import Runtime
 from polytape.store import Store
 from polytape.store.universe import tracked_tokens, universe_version
+from polytape.workers import TokenView
 
 if TYPE_CHECKING:
     from polytape.jobs.base import JobContext
@@ -45,6 +47,9 @@ FLUSHES_PER_INTERVAL = 8  # flush ticks per persist interval (each book at most 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+TokenSource = Callable[[], Awaitable[TokenView]]
 
 
 class BookFeed:
@@ -61,6 +66,7 @@ class BookFeed:
         clock: Callable[[], datetime] = _utcnow,
         universe_poll_seconds: float = 10.0,
         health_interval: float = 5.0,
+        token_source: TokenSource | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -69,6 +75,9 @@ class BookFeed:
         self.runtime = runtime if runtime is not None else Runtime()
         self.clock = clock
         self.universe_poll_seconds = universe_poll_seconds
+        self.token_source = token_source
+        self.ramp = ConnectRamp(settings.ws_connects_per_second)
+        self.splits = 0
         self.keeper = BookKeeper(
             self.registry, verify=settings.ws_verify_hashes, verify_within=settings.book_verify_seconds
         )
@@ -149,6 +158,7 @@ class BookFeed:
 
     async def _heal(self) -> None:
         await self._resubscribe_flagged()
+        await self._split_failing()
         self._notify(await self.healer.tick())
 
     # ---- frames ----------------------------------------------------------------------------
@@ -187,7 +197,8 @@ class BookFeed:
         while True:
             try:
                 version = await asyncio.to_thread(universe_version, self.store)
-                if version != self._universe_version or self._universe_event.is_set():
+                due = self.token_source is not None  # leases change without a new universe
+                if due or version != self._universe_version or self._universe_event.is_set():
                     self._universe_event.clear()
                     self._universe_version = version
                     await self.reconcile()
@@ -198,40 +209,69 @@ class BookFeed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._universe_event.wait(), self.universe_poll_seconds)
 
-    async def reconcile(self) -> tuple[set[str], set[str]]:
-        """Follow exactly the tracked tokens of the store; returns (added, removed)."""
+    async def _tracked(self) -> TokenView:
         wanted = await asyncio.to_thread(tracked_tokens, self.store)
+        return TokenView(wanted, frozenset(wanted))
+
+    async def reconcile(self) -> tuple[set[str], set[str]]:
+        """Follow exactly the tokens of the source (default: the tracked universe); (added, removed).
+
+        Only the tokens that changed are (un)subscribed. A token that left this feed but not
+        the universe was handed to another worker: its stored book stays (the new owner's).
+        """
+        view = await (self.token_source or self._tracked)()
+        wanted = view.owned
         current = set(self.owner)
         added = set(wanted) - current
         removed = current - set(wanted)
         if removed:
-            await self._remove(removed)
+            await self._remove(removed, keep_stored=removed & view.universe)
         if added:
             await self._add({t: wanted[t] for t in added})
         if added or removed:
-            log.info("book feed universe changed", added=len(added), removed=len(removed), tokens=len(wanted))
+            log.info("book feed tokens changed", added=len(added), removed=len(removed), tokens=len(wanted))
         return added, removed
 
     async def _add(self, tokens: dict[str, str]) -> None:
-        limit = self.settings.ws_assets_per_connection
-        pending: dict[str, list[str]] = {}
-        for token_id in sorted(tokens):
+        for token_id in tokens:
             self.registry.track(token_id, tokens[token_id])
-            name = next(
-                (n for n, ch in self.channels.items() if len(ch.assets) + len(pending.get(n, [])) < limit),
-                None,
-            )
-            if name is None:
-                name = self._new_channel()
-            pending.setdefault(name, []).append(token_id)
+        shards = {name: ch.assets for name, ch in self.channels.items()}
+        plan = plan_add(shards, tokens, self.settings.ws_assets_per_connection)
+        for name, ids in plan.fill.items():
+            for token_id in ids:
+                self.owner[token_id] = name
+            await self.channels[name].subscribe(ids)
+        for ids in plan.new:
+            self._start_channel(ids)
+
+    def _start_channel(self, ids: Iterable[str]) -> str:
+        name = self._new_channel()
+        channel = self.channels[name]
+        channel.assets.update(ids)
+        for token_id in channel.assets:
             self.owner[token_id] = name
-        for name, ids in pending.items():
-            channel = self.channels[name]
-            if name in self._tasks:
-                await channel.subscribe(ids)
-            else:
-                channel.assets.update(ids)
-                self._tasks[name] = asyncio.create_task(channel.run(), name=f"book-feed-{name}")
+        self._tasks[name] = asyncio.create_task(channel.run(), name=f"book-feed-{name}")
+        return name
+
+    async def _split_failing(self) -> None:
+        """Halve every connection that failed ``ws_split_after_failures`` times in a row."""
+        after = self.settings.ws_split_after_failures
+        for name, channel in list(self.channels.items()):
+            if not should_split(channel.failures, len(channel.assets), after):
+                continue
+            kept, moved = split(channel.assets)
+            await channel.unsubscribe(moved)
+            channel.failures = 0
+            new = self._start_channel(moved)
+            self.splits += 1
+            log.warning(
+                "connection keeps failing; split in two",
+                channel=name,
+                kept=len(kept),
+                moved=len(moved),
+                new_channel=new,
+                reason=channel.last_error,
+            )
 
     def _new_channel(self) -> str:
         self._channel_seq += 1
@@ -247,11 +287,14 @@ class BookFeed:
             reconnect_max=s.ws_reconnect_max_seconds,
             subscribe_chunk=s.ws_subscribe_chunk,
             name=name,
+            before_connect=self.ramp.wait,
         )
         return name
 
-    async def _remove(self, tokens: set[str]) -> None:
-        for name, ids in self._by_channel(tokens).items():
+    async def _remove(self, tokens: set[str], keep_stored: set[str] | frozenset[str] = frozenset()) -> None:
+        for name, ids in plan_remove(self.owner, tokens).items():
+            if name not in self.channels:
+                continue
             channel = self.channels[name]
             await channel.unsubscribe(ids)
             if not channel.assets:
@@ -266,7 +309,7 @@ class BookFeed:
             self.owner.pop(token_id, None)
             self.keeper.forget(token_id)
             self.healer.forget(token_id)
-        self.writer.removed.update(tokens)
+        self.writer.removed.update(tokens - keep_stored)
         self._notify(set(tokens))
 
     def _by_channel(self, tokens: Iterable[str]) -> dict[str, list[str]]:
@@ -335,7 +378,7 @@ class BookFeed:
             metrics.BOOK_LAG_SECONDS.set((self.clock() - stats.last_message_at).total_seconds())
 
 
-async def run_feed(ctx: JobContext) -> None:
-    """Entry point for ``polytape run``: the feed of ``ctx`` until cancelled."""
-    feed = BookFeed(ctx.settings, ctx.store, ctx.clients.clob, runtime=ctx.runtime, clock=ctx.clock)
+async def run_feed(ctx: JobContext, **kw: Any) -> None:
+    """Entry point for ``polytape run``: the feed of ``ctx`` until cancelled (``kw``: :class:`BookFeed`'s)."""
+    feed = BookFeed(ctx.settings, ctx.store, ctx.clients.clob, runtime=ctx.runtime, clock=ctx.clock, **kw)
     await feed.run()

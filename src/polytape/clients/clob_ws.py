@@ -19,7 +19,7 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import structlog
@@ -34,6 +34,7 @@ BACKOFF_BASE = 0.25
 
 FrameCallback = Callable[[str, float], None]  # (frame text, monotonic receive time)
 ConnectCallback = Callable[["MarketChannel", bool], None]  # (channel, is_reconnect)
+BeforeConnect = Callable[[], Awaitable[None]]  # e.g. the feed's connect ramp
 
 
 class SilenceTimeout(Exception):
@@ -56,6 +57,7 @@ class MarketChannel:
         subscribe_chunk: int = 100,
         name: str = "ws",
         rng: random.Random | None = None,
+        before_connect: BeforeConnect | None = None,
     ) -> None:
         self.url = url
         self.assets: set[str] = set(assets)
@@ -66,9 +68,11 @@ class MarketChannel:
         self.silence_timeout = silence_timeout
         self.reconnect_max = reconnect_max
         self.subscribe_chunk = subscribe_chunk
+        self.before_connect = before_connect
         self.connected = False
         self.connections = 0
         self.reconnects = 0
+        self.failures = 0  # sessions in a row that delivered no payload
         self.frames = 0
         self.last_payload_at = 0.0  # monotonic
         self.last_error = ""
@@ -113,10 +117,11 @@ class MarketChannel:
 
     async def run(self) -> None:
         """Connect, subscribe, read; reconnect with backoff on any failure; until cancelled."""
-        failures = 0
         while True:
             got_data = False
             try:
+                if self.before_connect is not None:
+                    await self.before_connect()
                 got_data = await self._session()
                 reason = "closed by server"
             except SilenceTimeout as exc:
@@ -128,8 +133,10 @@ class MarketChannel:
                 self._subscribed = False
                 self._ws = None
             self.last_error = reason
-            failures = 0 if got_data else failures + 1
-            delay = self._rng.uniform(0, min(self.reconnect_max, BACKOFF_BASE * 2.0**failures))
+            self.failures = 0 if got_data else self.failures + 1
+            delay = self._rng.uniform(
+                0, min(self.reconnect_max, BACKOFF_BASE * 2.0 ** min(self.failures, 30))
+            )
             log.warning("ws reconnecting", channel=self.name, reason=reason, delay=round(delay, 2))
             self.reconnects += 1
             await asyncio.sleep(delay)

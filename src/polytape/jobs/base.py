@@ -50,7 +50,7 @@ JobFn = Callable[[JobContext], Awaitable[JobResult]]
 async def run_job(ctx: JobContext, name: str, fn: JobFn) -> JobResult:
     """Run ``fn`` once as the job ``name``, audited in ``job_runs``; never raises for job failures."""
     started = ctx.clock()
-    run_id = await asyncio.to_thread(begin_job_run, ctx.store, name, started)
+    run_id = await asyncio.to_thread(begin_job_run, ctx.store, name, started, ctx.runtime.worker_id)
     t0 = time.perf_counter()
     bound = log.bind(job=name, run_id=run_id)
     deadline = ctx.settings.job_deadline_seconds

@@ -11,10 +11,11 @@ from polytape.store.alerts import summary as alert_summary
 from polytape.store.core import Store
 from polytape.store.runs import latest_runs, rejected_counts
 from polytape.store.schema import orderbooks, signal_events, tracked_markets, trades
+from polytape.store.workers import list_workers
 
 
 def status_snapshot(
-    store: Store, now: datetime, book_stale_before: datetime, since: datetime
+    store: Store, now: datetime, book_stale_before: datetime, since: datetime, worker_ttl: float = 10.0
 ) -> dict[str, Any]:
     """Everything ``status`` shows, in a handful of queries."""
     ob, tm = orderbooks, tracked_markets
@@ -48,4 +49,18 @@ def status_snapshot(
     snap["ws_feed"] = store.get_state("ws_feed")
     snap["rejected_recent"] = rejected_counts(store, since)
     snap["alerts"] = store.read(lambda c: alert_summary(c, now - timedelta(hours=24)))
+    snap["workers"] = [
+        {
+            "worker_id": w["worker_id"],
+            "host": w["host"],
+            "pid": w["pid"],
+            "tokens": w["tokens"],
+            "alive": w["alive"],
+            "started_at": w["started_at"],
+            "heartbeat_at": w["heartbeat_at"],
+            "heartbeat_age_s": w["heartbeat_age_s"],
+        }
+        for w in list_workers(store, now, worker_ttl)
+        if w["alive"] or w["stopped_at"] is None  # stopped cleanly: not worth a line
+    ]
     return snap

@@ -114,8 +114,11 @@ def _serialise(tx: Tx) -> None:
         tx.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(LEASE_LOCK, ns)})
 
 
-def _alive(row: Any, now: datetime, ttl: float) -> bool:
-    return row.stopped_at is None and (now - row.heartbeat_at).total_seconds() <= ttl
+def _alive(row: Any, now: datetime, ttl: float, *, check_pid: bool = False) -> bool:
+    """Heartbeat fresh and not stopped; with ``check_pid``, a worker of this host must still exist."""
+    if row.stopped_at is not None or (now - row.heartbeat_at).total_seconds() > ttl:
+        return False
+    return not (check_pid and row.host == socket.gethostname() and _pid_gone(int(row.pid)))
 
 
 def lease_round(
@@ -137,8 +140,8 @@ def lease_round(
         _serialise(tx)
         w, t = workers, token_leases
         tx.execute(sa.update(w).where(w.c.worker_id == worker_id).values(heartbeat_at=now, stopped_at=None))
-        rows = list(tx.execute(sa.select(w.c.worker_id, w.c.heartbeat_at, w.c.stopped_at)))
-        alive = {r.worker_id for r in rows if _alive(r, now, ttl)} | {worker_id}
+        rows = list(tx.execute(sa.select(w)))
+        alive = {r.worker_id for r in rows if _alive(r, now, ttl, check_pid=True)} | {worker_id}
         last_seen = {r.worker_id: (r.stopped_at or r.heartbeat_at) for r in rows}
         leases = {
             str(r.token_id): (str(r.worker_id), r.released_at)
@@ -225,7 +228,6 @@ def close_interrupted_runs(store: Store, now: datetime, *, ttl: float, me: str |
     than ``ttl`` or that stopped, or one on this host whose process id no longer exists.
     A run of a live worker elsewhere is left alone.
     """
-    here = socket.gethostname()
 
     def _do(tx: Tx) -> int:
         jr, w = job_runs, workers
@@ -238,11 +240,7 @@ def close_interrupted_runs(store: Store, now: datetime, *, ttl: float, me: str |
             owner = known.get(run.worker_id) if run.worker_id else None
             if me is not None and run.worker_id == me:
                 continue
-            if (
-                owner is None
-                or not _alive(owner, now, ttl)
-                or (owner.host == here and owner.worker_id != me and _pid_gone(int(owner.pid)))
-            ):
+            if owner is None or not _alive(owner, now, ttl, check_pid=True):
                 dead.append(int(run.id))
         if dead:
             tx.execute(
