@@ -19,9 +19,12 @@ from tests.support.stored_books import latest_books
 Levels = tuple[list[tuple[float, float]], list[tuple[float, float]]]
 
 
-def truth_levels(sim: SimServer, token_id: str) -> Levels | None:
-    """The simulator's current book of a token: bids high→low, asks low→high (None: no book)."""
-    book = sim.world.books.get(token_id)
+def truth_levels(sim: SimServer, token_id: str, books: dict[str, Any] | None = None) -> Levels | None:
+    """The simulator's current book of a token: bids high→low, asks low→high (None: no book).
+
+    ``books``: ``sim.world.books`` taken once by a caller that looks at many tokens.
+    """
+    book = (sim.world.books if books is None else books).get(token_id)
     if book is None:
         return None
     bids = sorted(((float(lvl["price"]), float(lvl["size"])) for lvl in book["bids"]), reverse=True)
@@ -32,9 +35,10 @@ def truth_levels(sim: SimServer, token_id: str) -> Levels | None:
 def mismatched(sim: SimServer, store: Store, tokens: list[str]) -> list[str]:
     """Tokens whose stored levels differ from the simulator's truth (level by level)."""
     stored = latest_books(store, tokens)
+    books = sim.world.books
     bad = []
     for token_id in tokens:
-        truth = truth_levels(sim, token_id)
+        truth = truth_levels(sim, token_id, books)
         book = stored.get(token_id)
         if truth is None:
             continue
@@ -93,7 +97,8 @@ async def running_feed(ctx: JobContext, **kw: Any) -> AsyncIterator[BookFeed]:
 
 def live_tracked(sim: SimServer, store: Store) -> list[str]:
     """Tracked tokens that have a book in the simulator."""
-    return sorted(t for t in tracked_tokens(store) if t in sim.world.books)
+    books = sim.world.books
+    return sorted(t for t in tracked_tokens(store) if t in books)
 
 
 def subscribed(sim: SimServer) -> set[str]:

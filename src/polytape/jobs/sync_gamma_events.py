@@ -17,7 +17,7 @@ from polytape.ingest.gamma import SyncTotals, event_pages, store_page
 from polytape.jobs.base import JobContext, JobResult
 from polytape.normalize.gamma import NormalizedPage
 from polytape.paging import GammaCursor, first_sightings
-from polytape.store.metadata import PageWrite
+from polytape.store.metadata import PageWrite, retire_unlisted
 
 
 async def run(ctx: JobContext) -> JobResult:
@@ -51,6 +51,11 @@ async def run(ctx: JobContext) -> JobResult:
     finally:
         if writing is not None:
             totals.add(*await writing)
+    if cursor.done and result.status == "ok":
+        # Whatever a complete listing of open events left out has closed: the universe drops it.
+        now = ctx.clock()
+        retired = await ctx.store.awrite(lambda tx: retire_unlisted(tx, seen, now))
+        result.details["markets_retired"] = retired
     result.rows_written = totals.rows
     result.details.update(totals.details(), paging=s.gamma_paging)
     return result

@@ -4,7 +4,8 @@ Protocol rules reproduced (reference.md §4): one initial
 ``{"assets_ids": [...], "type": "market"}`` (books dumped as one JSON array
 frame unless ``initial_dump`` is false), later ``{"operation": "subscribe" |
 "unsubscribe", "assets_ids": [...]}``; a second initial message gets the text
-``INVALID OPERATION``; text ``PING`` → ``PONG``; a ``PING`` (or anything
+``INVALID OPERATION``; text ``PING`` → ``PONG``; a subscription naming an asset in
+``Hub.refused_assets`` is closed at once with 1011 (a shard the venue keeps refusing); a ``PING`` (or anything
 invalid) before a valid subscription, or no subscription within the timeout,
 closes the socket with 1008 "invalid subscription payload"; ``NO NEW ASSETS``
 is sent periodically when custom features are on.
@@ -36,6 +37,7 @@ from polytape.sim.model import (
 from polytape.sim.world import World
 
 INVALID_SUBSCRIPTION = b"invalid subscription payload"
+REFUSED = b"subscription refused"
 
 
 @dataclass
@@ -94,6 +96,8 @@ class Hub:
         self.faults = faults
         self.settings = settings
         self.connections: list[Connection] = []
+        self.refused_assets: set[str] = set()  # subscriptions naming one of these are closed
+        self.refusals = 0
         self._ids = itertools.count(1)
         world.add_listener(self.on_event)
 
@@ -145,6 +149,10 @@ class Hub:
                     books.append(payloads.ws_book(market, index))
         if books:
             conn.queue.put_nowait(Outgoing(books))
+
+    def connection_of(self, asset_id: str) -> Connection | None:
+        """The open subscribed connection following ``asset_id`` (per-connection faults aim at its id)."""
+        return next((c for c in self.connections if c.subscribed and asset_id in c.assets), None)
 
     # ---- sending ---------------------------------------------------------------------
 
@@ -201,6 +209,14 @@ class Hub:
     async def _reject(self, conn: Connection) -> None:
         await conn.ws.close(code=1008, message=INVALID_SUBSCRIPTION)
 
+    async def _refused(self, conn: Connection, ids: list[str]) -> bool:
+        """Close a connection whose subscription names a refused asset; True if it did."""
+        if not self.refused_assets.intersection(ids):
+            return False
+        self.refusals += 1
+        await conn.ws.close(code=1011, message=REFUSED)
+        return True
+
     async def _on_text(self, conn: Connection, text: str) -> bool:
         """Handle one client text frame; ``False`` once the socket was closed."""
         if text == "PING":
@@ -219,6 +235,8 @@ class Hub:
         if not conn.subscribed:
             if isinstance(msg, dict) and str(msg.get("type", "")).lower() == "market" and valid_ids:
                 assert isinstance(ids, list)
+                if await self._refused(conn, ids):
+                    return False
                 conn.subscribed, conn.custom = True, bool(msg.get("custom_feature_enabled", False))
                 conn.assets.update(ids)
                 if msg.get("initial_dump", True) is not False:
@@ -230,6 +248,8 @@ class Hub:
         if operation in ("subscribe", "unsubscribe") and valid_ids and isinstance(msg, dict):
             assert isinstance(ids, list)
             if operation == "subscribe":
+                if await self._refused(conn, ids):
+                    return False
                 new = [i for i in ids if i not in conn.assets]
                 conn.assets.update(ids)
                 conn.custom = conn.custom or bool(msg.get("custom_feature_enabled", False))

@@ -190,3 +190,25 @@ def set_clob_neg_risk(tx: Tx, neg_risk_by_condition: Mapping[str, bool]) -> int:
     )
     params = [{"cid": cid, "nr": bool(value)} for cid, value in neg_risk_by_condition.items()]
     return int(tx.execute(stmt, params).rowcount or 0)
+
+
+def retire_unlisted(tx: Tx, listed_event_ids: Iterable[str], now: datetime) -> int:
+    """After a complete sync of active, open events: events (and their open markets) that were
+    not listed have closed or gone inactive at the venue; mark them inactive. Returns markets retired.
+    """
+    listed = set(listed_event_ids)
+    e, m = events, markets
+    open_events = tx.execute(sa.select(e.c.event_id).where(e.c.active.is_(True))).scalars()
+    gone_events = sorted(str(v) for v in open_events if str(v) not in listed)
+    stmt = sa.select(m.c.condition_id, m.c.event_id).where(
+        m.c.active.is_(True), sa.or_(m.c.closed.is_(False), m.c.closed.is_(None))
+    )
+    rows: list[Any] = list(tx.execute(stmt))
+    gone_markets = sorted(str(r[0]) for r in rows if r[1] is None or str(r[1]) not in listed)
+    for start in range(0, len(gone_events), 1000):
+        chunk = gone_events[start : start + 1000]
+        tx.execute(sa.update(e).where(e.c.event_id.in_(chunk)).values(active=False, updated_at=now))
+    for start in range(0, len(gone_markets), 1000):
+        chunk = gone_markets[start : start + 1000]
+        tx.execute(sa.update(m).where(m.c.condition_id.in_(chunk)).values(active=False, updated_at=now))
+    return len(gone_markets)

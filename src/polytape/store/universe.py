@@ -59,7 +59,10 @@ def _tracked_tokens_stmt() -> sa.Select[Any]:
                 m, m.c.condition_id == mt.c.condition_id
             )
         )
-        .where(sa.or_(m.c.closed.is_(None), m.c.closed.is_(False)))
+        .where(
+            sa.or_(m.c.closed.is_(None), m.c.closed.is_(False)),
+            sa.or_(m.c.active.is_(None), m.c.active.is_(True)),
+        )
         .order_by(mt.c.condition_id, mt.c.outcome_index)
     )
 
@@ -67,8 +70,8 @@ def _tracked_tokens_stmt() -> sa.Select[Any]:
 def tracked_tokens(store: Store) -> dict[str, str]:
     """``token_id -> condition_id`` for every token of the tracked universe's live markets.
 
-    A tracked market that Gamma reports closed (a manual override that resolved) has no
-    book left to follow, so its tokens are left out.
+    A tracked market that Gamma reports closed or inactive (a manual override that resolved,
+    or one a complete sync no longer listed) has no book left to follow: its tokens are left out.
     """
     stmt = _tracked_tokens_stmt()
     return store.read(lambda c: {str(tok): str(cid) for tok, cid in c.execute(stmt)})
