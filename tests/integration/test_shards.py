@@ -25,7 +25,7 @@ FAST = {
     "ws_silence_timeout_seconds": 6.0,
     "ws_reconnect_max_seconds": 0.3,
     "ws_ping_interval_seconds": 1.0,
-    "book_persist_interval_seconds": 0.2,
+    "book_write_seconds": 0.2,
     "book_resync_minutes": 2.0,
     "gamma_page_size": 500,
 }

@@ -16,6 +16,7 @@ cancels the guarded work as soon as that answer is no.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 from collections.abc import Awaitable, Callable
@@ -92,7 +93,7 @@ class AdvisoryLock:
         try:
             got = int(conn.execute(stmt, {"hi": hi, "lo": lo}).scalar_one())
             conn.commit()
-        except sa.exc.DBAPIError:
+        except sa.exc.SQLAlchemyError:  # the session is gone, and the lock with it
             return False
         return got > 0
 
@@ -103,10 +104,11 @@ class AdvisoryLock:
         try:
             conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
             conn.commit()
-        except sa.exc.DBAPIError:
+        except sa.exc.SQLAlchemyError:
             pass  # the connection is gone, and the lock with it
         finally:
-            conn.close()
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                conn.close()
 
     def __enter__(self) -> bool:
         return self.try_acquire()
