@@ -77,6 +77,11 @@ async def world_with_web(
                 await server.aclose()
 
 
+async def _listed(page: Any, n: int) -> bool:
+    """True when the signals page lists exactly ``n`` signals."""
+    return int(await page.locator("#signals li").count()) == n
+
+
 def binary_with_book(sim: SimServer) -> tuple[str, str]:
     """(condition id, YES token) of an open, non-neg-risk market with a book."""
     for cid, m in sim.world.markets.items():
@@ -166,6 +171,17 @@ async def test_a_provoked_signal_reaches_the_stream_within_two_seconds(
                 shown_after = time.monotonic() - provoked
                 await page.screenshot(path=str(tmp_path / "signals-stream.png"), full_page=True)
                 text = await item.first.text_content()
+                # The filters: another type hides it, its own type and market show it again.
+                await page.select_option("#type", "large_trade")
+                await wait_until(lambda: _listed(page, 0), 10, "the type filter")
+                await page.select_option("#type", "neg_risk_arb")
+                await wait_until(lambda: _listed(page, 1), 10, "its own type")
+                await page.fill("#market", cids[0])
+                await page.press("#market", "Enter")
+                await wait_until(lambda: _listed(page, 1), 10, "a market of its event")
+                await page.fill("#market", "0xnotamarket")
+                await page.press("#market", "Enter")
+                await wait_until(lambda: _listed(page, 0), 10, "another market")
         [row] = store.fetch_all(signal_events.select())
     finally:
         store.close()
