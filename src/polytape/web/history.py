@@ -8,6 +8,7 @@ when the archive is off or empty rather than showing an empty chart as if nothin
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,13 +28,24 @@ def _at(us: int) -> datetime:
     return datetime.fromtimestamp(us / US, UTC)
 
 
+# The archive summary walks the archive's files: pages polling it share one for a while.
+SUMMARY_TTL_SECONDS = 15.0
+_summaries: dict[str, tuple[float, dict[str, Any]]] = {}
+
+
 def archive_state(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
     """Whether the archive is on and readable here, with what ``polytape status`` says of it."""
     if not settings.archive_enabled:
         return {"enabled": False, "reason": "POLYTAPE_ARCHIVE_ENABLED is false"}
     from polytape.archive.report import summary
 
-    info = summary(settings.archive_dir, _us(now or datetime.now(UTC)))
+    key = str(settings.archive_dir)
+    cached = _summaries.get(key)
+    if cached is not None and time.monotonic() - cached[0] < SUMMARY_TTL_SECONDS and cached[1].get("exists"):
+        info = cached[1]
+    else:
+        info = summary(settings.archive_dir, _us(now or datetime.now(UTC)))
+        _summaries[key] = (time.monotonic(), info)
     if not info.get("exists"):
         return {**info, "enabled": False, "reason": f"nothing recorded yet in {settings.archive_dir}"}
     return {**info, "enabled": True}

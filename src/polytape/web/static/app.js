@@ -175,7 +175,15 @@ pages.overview = () => every(5, async () => {
   kvRows(document.querySelector("#counts tbody"), s.counts);
   kvRows(document.querySelector("#rejected tbody"), Object.keys(s.rejected_recent).length ? s.rejected_recent : { none: 0 });
   const workers = document.getElementById("workers");
-  workers.textContent = s.workers ? JSON.stringify(s.workers) : "single process (no worker leases in this build)";
+  if (Array.isArray(s.workers) && s.workers.length && typeof s.workers[0] === "object") {
+    const keys = Object.keys(s.workers[0]);
+    const cell = v => el("td", { text: v === null || v === undefined ? "–" : typeof v === "object" ? JSON.stringify(v) : v });
+    workers.replaceChildren(el("table", {}, el("thead", {}, el("tr", {}, ...keys.map(k => el("th", { text: k })))),
+      el("tbody", {}, ...s.workers.map(w => el("tr", {}, ...keys.map(k => cell(w[k])))))));
+  } else {
+    workers.textContent = s.workers === null || s.workers === undefined
+      ? "no worker leases in this build" : "no worker holds a lease (single process or none running)";
+  }
   const archive = document.getElementById("archive");
   archive.textContent = s.archive.enabled
     ? s.archive.dir + ": " + fmt.num(s.archive.bytes / 1e6, 1) + " MB in " + s.archive.files + " files, "
@@ -358,7 +366,7 @@ function gapText(g) {
   return (g.reason || "?") + " " + fmt.time(g.start).slice(11) + "–" + end;
 }
 
-pages.coverage = () => every(10, async () => {
+pages.coverage = () => every(30, async () => {
   const c = await getJSON("/api/coverage");
   const banner = document.getElementById("archive");
   banner.className = "banner " + (c.archive.enabled ? "ok" : "");
