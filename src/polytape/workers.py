@@ -61,6 +61,10 @@ class WorkerLeases:
         self._renewed = -float("inf")  # monotonic time of the last successful round
         self._fenced = False
 
+    def current(self) -> bool:
+        """True while the leases were renewed within the lease time (no one else may hold them)."""
+        return time.monotonic() - self._renewed < self.ttl
+
     def _wanted(self) -> dict[str, str]:
         version = universe_version(self.store)
         if version != self._version or not self._universe:

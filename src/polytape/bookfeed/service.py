@@ -16,9 +16,9 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -49,7 +49,14 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-TokenSource = Callable[[], Awaitable[TokenView]]
+class TokenSource(Protocol):
+    """Where a feed learns which tokens to follow (``polytape run``: the worker's leases)."""
+
+    async def __call__(self) -> TokenView: ...
+
+    def current(self) -> bool:
+        """False while what the last call returned may no longer be ours (then nothing is written)."""
+        ...
 
 
 class BookFeed:
@@ -153,6 +160,8 @@ class BookFeed:
 
     async def _flush(self) -> None:
         self.keeper.verify_due(self.clock())  # quiet books' deferred hash checks
+        if self.token_source is not None and not self.token_source.current():
+            return  # our leases may have gone to another worker: write nothing until renewed
         await self.writer.flush()
         self._export_metrics()
 
