@@ -4,30 +4,112 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import sys
+import time
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from polytape.config import Settings, load_settings
-from polytape.errors import ConfigError, PolytapeError
+from polytape.errors import (
+    EXIT_FAIL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    BackfillFailed,
+    ConfigError,
+    PolytapeError,
+)
 from polytape.logs import configure_logging
 from polytape.redact import redact_urls
 
-app = typer.Typer(
+if TYPE_CHECKING:
+    pass
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DbOption = Annotated[
+    str | None, typer.Option("--database-url", help="Overrides POLYTAPE_DATABASE_URL.", show_default=False)
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML settings file (default ./polytape.toml).", show_default=False),
+]
+
+
+class _State:
+    config_file: Path | None = None
+    overrides: ClassVar[dict[str, Any]] = {}
+
+
+def _with_common_options(fn: F) -> F:
+    """``fn`` taking ``--database-url`` and ``--config`` too (after the command name they
+    count like before it)."""
+    sig = inspect.signature(fn, eval_str=True)
+    extra = [
+        inspect.Parameter("database_url", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=DbOption),
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ConfigOption),
+    ]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        url, config = kwargs.pop("database_url", None), kwargs.pop("config", None)
+        if url:
+            _State.overrides["database_url"] = url
+        if config is not None:
+            _State.config_file = config
+        return fn(*args, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=[*sig.parameters.values(), *extra])  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+class PolytapeTyper(typer.Typer):
+    """A Typer whose every command also takes ``--database-url`` and ``--config``.
+
+    Add commands with ``@app.command()`` (or a sub-app made with this class); the test
+    ``tests/unit/test_cli.py`` checks every command has both options.
+    """
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
+        register = super().command(*args, **kwargs)
+
+        def decorator(fn: F) -> F:
+            register(_with_common_options(fn))
+            return fn
+
+        return decorator
+
+
+app = PolytapeTyper(
     help="Record Polymarket's public market data into your own database.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-backfill_app = typer.Typer(help="Offline, paced, resumable history loads.", no_args_is_help=True)
-track_app = typer.Typer(help="Manual overrides of the tracked universe.", no_args_is_help=True)
-db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
-signals_app = typer.Typer(help="Read the signal engine's output.", no_args_is_help=True)
-replay_app = typer.Typer(help="Rebuild the past from the archive.", no_args_is_help=True)
+backfill_app = PolytapeTyper(help="Offline, paced, resumable history loads.", no_args_is_help=True)
+track_app = PolytapeTyper(help="Manual overrides of the tracked universe.", no_args_is_help=True)
+db_app = PolytapeTyper(help="Database maintenance.", no_args_is_help=True)
+signals_app = PolytapeTyper(help="Read the signal engine's output.", no_args_is_help=True)
+replay_app = PolytapeTyper(help="Rebuild the past from the archive.", no_args_is_help=True)
 app.add_typer(backfill_app, name="backfill")
 app.add_typer(track_app, name="track")
 app.add_typer(db_app, name="db")
@@ -36,8 +118,6 @@ app.add_typer(replay_app, name="replay")
 
 out = Console()
 err = Console(stderr=True)
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 # The names of ``polytape job`` (the registry's keys; tests/unit/test_registry.py keeps them equal,
 # spelled out so ``polytape --help`` does not import every job).
@@ -50,11 +130,6 @@ JOB_NAMES = (
     "sync-orderbooks",
     "run-signal-engine",
 )
-
-
-class _State:
-    config_file: Path | None = None
-    overrides: ClassVar[dict[str, Any]] = {}
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -72,30 +147,12 @@ def settings() -> Settings:
     return s
 
 
-DbOption = Annotated[
-    str | None, typer.Option("--database-url", help="Overrides POLYTAPE_DATABASE_URL.", show_default=False)
-]
-
-
-def _db(url: str | None) -> None:
-    """A ``--database-url`` given after the command name counts like one given before it."""
-    if url:
-        _State.overrides["database_url"] = url
-
-
 def _run_code(result: Any) -> NoReturn:
     raise typer.Exit(int(result or 0))
 
 
 @app.callback()
-def main_options(
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="TOML settings file (default ./polytape.toml).")
-    ] = None,
-    database_url: Annotated[
-        str | None, typer.Option("--database-url", help="Overrides POLYTAPE_DATABASE_URL.")
-    ] = None,
-) -> None:
+def main_options(config: ConfigOption = None, database_url: DbOption = None) -> None:
     """polytape: Polymarket market data, fresh and complete, in your own database."""
     _State.config_file = config
     _State.overrides = {"database_url": database_url}
@@ -106,13 +163,11 @@ def run(
     simulated: Annotated[
         bool, typer.Option("--simulated", help="Run against the built-in simulator (offline demo).")
     ] = False,
-    database_url: DbOption = None,
     web: Annotated[
         bool, typer.Option("--web", help="Also serve the dashboard (POLYTAPE_WEB_HOST/_PORT).")
     ] = False,
 ) -> None:
     """Migrate, then run every job on its schedule plus the WebSocket feed until SIGINT/SIGTERM."""
-    _db(database_url)
     s = settings()
     from polytape.runner import run_forever
 
@@ -121,12 +176,10 @@ def run(
 
 @app.command("web")
 def web_command(
-    database_url: DbOption = None,
     host: Annotated[str | None, typer.Option(help="Overrides POLYTAPE_WEB_HOST.", show_default=False)] = None,
     port: Annotated[int | None, typer.Option(help="Overrides POLYTAPE_WEB_PORT.", show_default=False)] = None,
 ) -> None:
     """Serve the dashboard and its JSON API (read-only) until Ctrl-C."""
-    _db(database_url)
     if host:
         _State.overrides["web_host"] = host
     if port is not None:
@@ -140,10 +193,8 @@ def web_command(
 @app.command("job")
 def job(
     name: Annotated[str, typer.Argument(help="One of: " + ", ".join(JOB_NAMES) + ".")],
-    database_url: DbOption = None,
 ) -> None:
     """Run one job once and exit (exit 1 if it ended in error)."""
-    _db(database_url)
     if name not in JOB_NAMES:
         _fail(f"unknown job {name!r}; jobs: {', '.join(JOB_NAMES)}", EXIT_USAGE)
     s = settings()
@@ -168,9 +219,7 @@ def backfill_trades(
 ) -> None:
     """Page /trades over a window with pacing and a progress bar; resumable."""
     s = settings()
-    from polytape.backfill.trades import backfill_trades as run_backfill
-
-    _run_code(run_backfill(s, since=since, until=until, min_usd=min_usd, markets=market or []))
+    _run_code(backfill_trades_command(s, since=since, until=until, min_usd=min_usd, markets=market or []))
 
 
 @backfill_app.command("markets")
@@ -182,9 +231,7 @@ def backfill_markets(
 ) -> None:
     """Page Gamma events historically with pacing and a progress bar; resumable."""
     s = settings()
-    from polytape.backfill.markets import backfill_markets as run_backfill
-
-    _run_code(run_backfill(s, closed=closed, since=since))
+    _run_code(backfill_markets_command(s, closed=closed, since=since))
 
 
 @track_app.command("add")
@@ -240,10 +287,24 @@ def track_list() -> None:
 
 
 @app.command()
-def status(database_url: DbOption = None) -> None:
-    """Jobs, their last runs and lag, and the WebSocket feed: exit 0 when healthy, 1 when not."""
-    _db(database_url)
+def status(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object (jobs, feed, verdict).")
+    ] = False,
+) -> None:
+    """Jobs, their last runs and lag, and the WebSocket feed: exit 0 when healthy, 1 when not.
+
+    ``--json`` prints the same health as one JSON object (verdict, problems, jobs, feed).
+    """
     s = settings()
+    if as_json:
+        import json
+
+        from polytape.status import status_json, status_report
+
+        report = status_report(s)
+        typer.echo(json.dumps(status_json(report), default=str))
+        raise typer.Exit(EXIT_OK if report.health.ok else EXIT_FAIL)
     from polytape.status import show_status
 
     _run_code(show_status(s, out))
@@ -265,9 +326,7 @@ def signals_tail(
 ) -> None:
     """Follow new signals live, coloured by type."""
     s = settings()
-    from polytape.signals.cli import tail
-
-    _run_code(tail(s, out, types=signal_type or [], markets=market or []))
+    _run_code(follow_signals(s, out, types=signal_type or [], markets=market or []))
 
 
 @signals_app.command("list")
@@ -278,9 +337,7 @@ def signals_list(
 ) -> None:
     """List recorded signals."""
     s = settings()
-    from polytape.signals.cli import list_signals
-
-    _run_code(list_signals(s, out, since=since, types=signal_type or [], markets=market or []))
+    _run_code(show_signals(s, out, since=since, types=signal_type or [], markets=market or []))
 
 
 @app.command()
@@ -467,6 +524,212 @@ def coverage_cmd(
     out.print(f"{len(rows)} token(s), {sum(len(r.gaps) for r in rows)} gap(s)", highlight=False)
 
 
+# ---- presentation: backfills and signals ---------------------------------------------------
+
+
+def print_error(console: Console, message: str) -> None:
+    """The one way an error line looks (secrets in URLs are masked)."""
+    console.print(f"[bold red]error:[/] {escape(redact_urls(message))}", highlight=False, soft_wrap=True)
+
+
+class ConsoleReporter:
+    """Draws a backfill's progress (a :class:`polytape.backfill.Reporter`) on a console."""
+
+    def __init__(self, console: Console, label: str) -> None:
+        self.console = console
+        self.label = label
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def __enter__(self) -> ConsoleReporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def begin(self, total: int | None, done: int) -> None:
+        columns: list[ProgressColumn | str] = [
+            SpinnerColumn(),
+            TextColumn(f"[bold]{self.label}[/]"),
+            BarColumn(),
+        ]
+        if total is None:  # an unknown amount: count what was done
+            columns += [TextColumn("{task.completed} events"), TextColumn("{task.fields[stats]}")]
+            columns += [TimeElapsedColumn()]
+        else:
+            columns += [TaskProgressColumn(), TextColumn("{task.fields[stats]}"), TimeElapsedColumn()]
+            columns += [TextColumn("ETA"), TimeRemainingColumn()]
+        self._progress = Progress(*columns, console=self.console)
+        self._progress.start()
+        self._task = self._progress.add_task(self.label, total=total, completed=done, stats="")
+
+    def progress(self, done: int, stats: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=done, stats=stats)
+
+    def note(self, text: str, *, warning: bool = False) -> None:
+        prefix = "[yellow]warning:[/] " if warning else ""
+        self.console.print(prefix + escape(text), highlight=False)
+
+
+def _backfill_outcome(main: Callable[[], Coroutine[Any, Any, str]], console: Console) -> int:
+    """Run a backfill to its exit code: its summary (0), its error (1), or Ctrl-C (130)."""
+    try:
+        summary = asyncio.run(main())
+    except BackfillFailed as exc:
+        print_error(console, str(exc))
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        console.print("interrupted: every stored page is kept; run the same command again to resume")
+        return EXIT_INTERRUPTED
+    console.print(summary, highlight=False)
+    return EXIT_OK
+
+
+def backfill_trades_command(
+    s: Settings,
+    *,
+    since: str,
+    until: str | None,
+    min_usd: float | None,
+    markets: list[str],
+    console: Console | None = None,
+) -> int:
+    """``polytape backfill trades``; returns the exit code (0 done, 1 failed, 2 bad usage, 130)."""
+    from polytape.app import job_context
+    from polytape.backfill.trades import backfill_window, run_backfill, state_key, stats
+
+    console = console or err
+    try:
+        window = backfill_window(since, until, min_usd, datetime.now(UTC))
+    except ConfigError as exc:
+        print_error(console, str(exc))
+        return EXIT_USAGE
+    key = state_key(since, until, min_usd, markets)
+
+    async def main() -> str:
+        async with job_context(s) as ctx:
+            with ConsoleReporter(console, "backfill trades") as report:
+                position = await run_backfill(
+                    ctx, key=key, window=window, min_usd=min_usd, markets=markets, report=report
+                )
+        return f"backfill trades done: {stats(position)}"
+
+    return _backfill_outcome(main, console)
+
+
+def backfill_markets_command(
+    s: Settings, *, closed: bool, since: str | None, console: Console | None = None
+) -> int:
+    """``polytape backfill markets``; returns the exit code (0 done, 1 failed, 130).
+
+    A bad ``since`` raises :class:`ConfigError` (exit 2 through :func:`main`).
+    """
+    from polytape.app import job_context
+    from polytape.backfill import parse_since
+    from polytape.backfill.markets import run_backfill, stats
+
+    console = console or err
+    since_at = parse_since(since, datetime.now(UTC)) if since else None
+
+    async def main() -> str:
+        async with job_context(s) as ctx:
+            with ConsoleReporter(console, "backfill markets") as report:
+                totals = await run_backfill(ctx, closed=closed, since=since, since_at=since_at, report=report)
+        return f"backfill markets done: {stats(totals)}"
+
+    return _backfill_outcome(main, console)
+
+
+def _unknown_signal_types(types: list[str]) -> list[str]:
+    from polytape.signals.model import SIGNAL_TYPES
+
+    return [t for t in types if t not in SIGNAL_TYPES]
+
+
+def _bad_signal_types(console: Console, types: list[str]) -> bool:
+    from polytape.signals.model import SIGNAL_TYPES
+
+    unknown = _unknown_signal_types(types)
+    if unknown:
+        known = ", ".join(SIGNAL_TYPES)
+        print_error(console, f"unknown signal type(s) {', '.join(unknown)}; types: {known}")
+    return bool(unknown)
+
+
+def _signal_line(row: dict[str, Any]) -> str:
+    from polytape.signals.format import COLOURS, describe
+
+    colour = COLOURS.get(row["signal_type"], "white")
+    when = row["detected_at"].strftime("%Y-%m-%d %H:%M:%S")
+    return f"[dim]{when}[/] [{colour}]{escape(describe(row))}[/]"
+
+
+def follow_signals(
+    s: Settings,
+    console: Console,
+    *,
+    types: list[str],
+    markets: list[str],
+    poll_seconds: float = 1.0,
+    stop: Callable[[], bool] | None = None,
+) -> int:
+    """``polytape signals tail``: print new signals as they are written until Ctrl-C (exit 0)."""
+    from polytape.app import open_store
+    from polytape.store import signals as sstore
+
+    if _bad_signal_types(console, types):
+        return EXIT_USAGE
+    store = open_store(s)
+    try:
+        last_id = sstore.max_signal_id(store)
+        console.print(f"[dim]following new signals (Ctrl-C to stop); newest id {last_id}[/]")
+        while stop is None or not stop():
+            rows = sstore.signals_after_id(store, last_id, types, markets)
+            for row in rows:
+                console.print(_signal_line(row), highlight=False, soft_wrap=True)
+                last_id = row["id"]
+            if not rows:
+                time.sleep(poll_seconds)  # polling cadence, not a correctness wait
+    except KeyboardInterrupt:
+        pass
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def show_signals(s: Settings, console: Console, *, since: str, types: list[str], markets: list[str]) -> int:
+    """``polytape signals list``: a table of the signals detected since ``since``."""
+    from polytape.app import open_store
+    from polytape.backfill import parse_since
+    from polytape.signals.format import COLOURS, describe
+    from polytape.store import signals as sstore
+
+    if _bad_signal_types(console, types):
+        return EXIT_USAGE
+    start = parse_since(since, datetime.now(UTC))
+    store = open_store(s)
+    try:
+        rows = sstore.list_signals(store, start, types, markets)
+    finally:
+        store.close()
+    table = Table("id", "detected_at", "type", "market", "score", "signal")
+    for row in rows:
+        colour = COLOURS.get(row["signal_type"], "white")
+        table.add_row(
+            str(row["id"]),
+            row["detected_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            f"[{colour}]{row['signal_type']}[/]",
+            (row["condition_id"] or "-")[:14],
+            f"{row['score']:,.2f}" if row["score"] is not None else "-",
+            escape(describe(row).split(": ", 1)[-1]),
+        )
+    console.print(table)
+    console.print(f"{len(rows)} signal(s) since {start:%Y-%m-%d %H:%M} UTC")
+    return EXIT_OK
+
+
 def main() -> None:
     """Console-script entry point: typed errors become one line and an exit code."""
     try:
@@ -480,4 +743,4 @@ def main() -> None:
         sys.exit(EXIT_FAIL)
     except KeyboardInterrupt:
         err.print("interrupted")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)

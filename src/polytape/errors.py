@@ -6,6 +6,12 @@ at the edge, into these types. ``retryable`` says whether trying again may help.
 
 from __future__ import annotations
 
+# Exit codes of every polytape command (defined here only; ``polytape.cli`` maps errors to them).
+EXIT_OK = 0
+EXIT_FAIL = 1  # a runtime failure
+EXIT_USAGE = 2  # bad usage or configuration
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
 
 class PolytapeError(Exception):
     """Root of every error polytape raises on purpose."""
@@ -19,6 +25,10 @@ class ConfigError(PolytapeError):
 
 class PayloadError(PolytapeError):
     """A payload could not be decoded or did not have the expected shape."""
+
+
+class BackfillFailed(PolytapeError):
+    """A backfill stopped on an error; what it stored is kept and the same command resumes."""
 
 
 class StoreError(PolytapeError):

@@ -200,22 +200,31 @@ def _render_alerts(lines: list[dict[str, Any]], console: Console) -> None:
     console.print(table)
 
 
-def show_status(settings: Settings, console: Console) -> int:
-    """Print the status table; 0 when healthy, 1 when not."""
+@dataclass
+class StatusReport:
+    """What ``polytape status`` found: the verdict and the snapshot it was judged on.
+
+    ``database_line`` is set (and ``snapshot`` empty) when the database could not be read
+    at all: then that line is the whole answer.
+    """
+
+    health: Health
+    snapshot: dict[str, Any]
+    database_line: str | None = None
+
+
+def status_report(settings: Settings, now: datetime | None = None) -> StatusReport:
+    """Read and judge the recorder's state (for the table, ``--json`` or a dashboard)."""
     from polytape.errors import StoreError
     from polytape.store import Store
     from polytape.store.engine import sqlite_file
     from polytape.store.status import status_snapshot
 
+    now = now or datetime.now(UTC)
     path = sqlite_file(settings.database_url)
     if path is not None and not Path(path).exists():
-        console.print(
-            f"[bold red]unhealthy:[/] no database at {path} (polytape run or polytape db upgrade creates it)",
-            highlight=False,
-            soft_wrap=True,
-        )
-        return 1
-    now = datetime.now(UTC)
+        problem = f"no database at {path} (polytape run or polytape db upgrade creates it)"
+        return StatusReport(Health(ok=False, problems=[problem]), {}, f"[bold red]unhealthy:[/] {problem}")
     try:
         # No retries: status answers now, and an unreachable database is itself the answer.
         store = Store.open(settings.database_url, batch_size=settings.db_batch_size, write_retry_seconds=0)
@@ -230,17 +239,57 @@ def show_status(settings: Settings, console: Console) -> int:
         finally:
             store.close()
     except StoreError as exc:
-        console.print(
-            f"[bold red]unhealthy: database unreachable[/] (whether polytape run is working is unknown): "
-            f"{redact_urls(str(exc))}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        return 1
+        reason = "(whether polytape run is working is unknown): " + redact_urls(str(exc))
+        health = Health(ok=False, problems=[f"database unreachable {reason}"])
+        return StatusReport(health, {}, f"[bold red]unhealthy: database unreachable[/] {reason}")
     if settings.archive_enabled:
         from polytape.archive.report import summary
 
         snapshot["archive"] = summary(settings.archive_dir, int(now.timestamp() * 1_000_000))
-    health = assess(snapshot, settings, now)
-    render(health, snapshot, console)
-    return 0 if health.ok else 1
+    return StatusReport(assess(snapshot, settings, now), snapshot)
+
+
+def status_json(report: StatusReport) -> dict[str, Any]:
+    """``polytape status --json``: the same health as one JSON-ready object.
+
+    ``verdict`` is ``"healthy"`` or ``"unhealthy"`` (``problems`` says why); ``jobs`` lists
+    each expected job's last run; ``feed`` is the WebSocket feed's last report (None
+    without one); ``store`` holds the counts under the table; ``archive`` and ``alerts``
+    are there when those components report.
+    """
+    health, snapshot = report.health, report.snapshot
+    return {
+        "verdict": "healthy" if health.ok else "unhealthy",
+        "healthy": health.ok,
+        "problems": list(health.problems),
+        "jobs": [
+            {
+                "name": j.name,
+                "status": j.status,
+                "age_seconds": None if j.age is None else round(j.age.total_seconds(), 3),
+                "cadence_seconds": j.cadence,
+                "late": j.late,
+                "rows": j.rows,
+                "error": redact_urls(j.error) if j.error else None,
+            }
+            for j in health.jobs
+        ],
+        "feed": snapshot.get("ws_feed") or None,
+        "store": {
+            key: snapshot.get(key)
+            for key in ("trades", "newest_trade", "tracked_markets", "books", "stale_books", "signals_recent")
+        }
+        | {"rejected_recent": snapshot.get("rejected_recent") or {}},
+        "archive": snapshot.get("archive"),
+        "alerts": snapshot.get("alerts") or [],
+    }
+
+
+def show_status(settings: Settings, console: Console) -> int:
+    """Print the status table; 0 when healthy, 1 when not."""
+    report = status_report(settings)
+    if report.database_line is not None:
+        console.print(report.database_line, highlight=False, soft_wrap=True)
+        return 1
+    render(report.health, report.snapshot, console)
+    return 0 if report.health.ok else 1

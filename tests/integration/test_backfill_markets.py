@@ -8,7 +8,10 @@ import io
 import pytest
 from rich.console import Console
 
-from polytape.backfill.markets import EXIT_FAIL, EXIT_OK, backfill_markets, run_backfill, state_key
+from polytape.backfill import SilentReporter
+from polytape.backfill.markets import run_backfill, state_key
+from polytape.cli import backfill_markets_command as backfill_markets
+from polytape.errors import EXIT_OK, BackfillFailed
 from polytape.sim import SimServer
 from polytape.store import Store
 
@@ -43,10 +46,10 @@ async def test_backfill_since_keeps_later_events(sim: SimServer, store: Store) -
     ends = sorted(when(sim.world.events[i].end_date) for i in closed_ids(sim))
     since = ends[len(ends) // 2]
     out = io.StringIO()
-    async with sim_context(sim, store, **FAST) as ctx:
-        code = await run_backfill(
-            ctx, closed=True, since=since.isoformat(), since_at=since, console=Console(file=out)
-        )
+    settings = sim_settings(sim, store.url, **FAST)
+    code = await asyncio.to_thread(
+        backfill_markets, settings, closed=True, since=since.isoformat(), console=Console(file=out)
+    )
     assert code == EXIT_OK and "backfill markets done" in out.getvalue()
     early = frozenset(i for i in closed_ids(sim) if when(sim.world.events[i].end_date) < since)
     assert early and stored(store) == truth(sim.world, closed=True, skip_events=early)
@@ -56,7 +59,6 @@ async def test_backfill_resumes_after_a_failed_page(
     sim: SimServer, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = closed_ids(sim)
-    out = io.StringIO()
     async with sim_context(sim, store, http_max_retries=0, **FAST) as ctx:
         call_hook(
             monkeypatch,
@@ -65,8 +67,8 @@ async def test_backfill_resumes_after_a_failed_page(
             3,
             lambda: sim.inject(host="gamma", path="/events/keyset", kind="503", count=5),
         )
-        code = await run_backfill(ctx, closed=True, since=None, since_at=None, console=Console(file=out))
-    assert code == EXIT_FAIL and "page 3 failed" in out.getvalue()
+        with pytest.raises(BackfillFailed, match="page 3 failed"):
+            await run_backfill(ctx, closed=True, since=None, since_at=None)
     key = state_key(True, None, "keyset")
     state = store.get_state(key)
     assert (state["pages"], state["done"]) == (2, False)
@@ -74,10 +76,10 @@ async def test_backfill_resumes_after_a_failed_page(
 
     sim.clear_faults()
     before = len(sim.request_log)
-    out = io.StringIO()
+    report = SilentReporter()
     async with sim_context(sim, store, **FAST) as ctx:
-        code = await run_backfill(ctx, closed=True, since=None, since_at=None, console=Console(file=out))
-    assert code == EXIT_OK and "resuming after page 2" in out.getvalue()
+        totals = await run_backfill(ctx, closed=True, since=None, since_at=None, report=report)
+    assert totals.pages > 0 and "resuming after page 2" in report.notes[0]
     resumed = sim.request_log[before]
     assert resumed.query.get("after_cursor") == state["after_cursor"]  # not page one again
     assert stored(store) == truth(sim.world, closed=True)
@@ -89,16 +91,14 @@ async def test_backfill_cancelled_mid_way_keeps_what_it_stored(
 ) -> None:
     ids = closed_ids(sim)
     async with sim_context(sim, store, **FAST) as ctx:
-        task: asyncio.Task[int] | None = None
+        task: asyncio.Task[object] | None = None
 
         def interrupt() -> None:
             assert task is not None
             task.cancel()  # what Ctrl-C does to asyncio.run's main task
 
         call_hook(monkeypatch, ctx.clients.gamma, "events_keyset", 3, interrupt)
-        task = asyncio.create_task(
-            run_backfill(ctx, closed=True, since=None, since_at=None, console=Console(file=io.StringIO()))
-        )
+        task = asyncio.create_task(run_backfill(ctx, closed=True, since=None, since_at=None))
         with pytest.raises(asyncio.CancelledError):
             await task
     assert stored(store) == truth(sim.world, closed=True, skip_events=frozenset(ids[2:]))

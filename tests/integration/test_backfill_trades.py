@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from rich.console import Console
-
-from polytape.backfill.trades import EXIT_OK, Position, backfill_trades, run_backfill, state_key
+from polytape.backfill import SilentReporter
+from polytape.backfill.trades import Position, run_backfill, state_key
+from polytape.cli import backfill_trades_command as backfill_trades
+from polytape.errors import EXIT_OK
 from polytape.sim import SimServer
 from polytape.store import Store
 from polytape.store.trades import GAPS_KEY, add_gaps
@@ -55,12 +55,11 @@ async def test_interrupted_then_resumed(sim: SimServer, store: Store) -> None:
     now = datetime.now(UTC)
     window = (int((now - timedelta(days=30)).timestamp()), int(now.timestamp()))
     key = state_key("30d", None, None, [])
-    out = io.StringIO()
-    console = Console(file=out, width=200)
+    report = SilentReporter()
     async with sim_context(sim, store, **{**FAST, "trades_page_size": 200}) as ctx:
         sim.inject(host="data", path="/trades", kind="slow", delay=0.02, count=10_000)
         task = asyncio.create_task(
-            run_backfill(ctx, key=key, window=window, min_usd=None, markets=[], console=console)
+            run_backfill(ctx, key=key, window=window, min_usd=None, markets=[], report=report)
         )
         await wait_for(lambda: sim.count("data", "/trades") >= 8, 30, "eight pages served")
         task.cancel()  # what Ctrl-C does to the running backfill
@@ -75,9 +74,9 @@ async def test_interrupted_then_resumed(sim: SimServer, store: Store) -> None:
         assert truth_keys(sim.world, min_usd=None, since=position.hi + 1) <= partial
         sim.clear_faults()
         before = sim.count("data", "/trades")
-        code = await run_backfill(ctx, key=key, window=window, min_usd=None, markets=[], console=console)
-    assert code == EXIT_OK
-    assert "resuming" in out.getvalue()
+        ended = await run_backfill(ctx, key=key, window=window, min_usd=None, markets=[], report=report)
+    assert ended.finished
+    assert any("resuming" in note for note in report.notes)
     resumed_requests = sim.count("data", "/trades") - before
     expected = truth_keys(sim.world, min_usd=None, since=window[0])
     assert resumed_requests < len(expected) // 200  # it did not start over

@@ -504,7 +504,7 @@ async def test_alerts_deliver_only_news(store: Store, sim: SimServer) -> None:
 async def test_signals_list_and_tail_show_what_was_written(store: Store, sim: SimServer) -> None:
     from rich.console import Console
 
-    from polytape.signals import cli as signals_cli
+    from polytape import cli as signals_cli
 
     async with world_context(sim, store) as ctx:
         cid = binary_market(sim)
@@ -514,17 +514,17 @@ async def test_signals_list_and_tail_show_what_was_written(store: Store, sim: Si
         settings = ctx.settings
     console = Console(record=True, width=250)
     code = await asyncio.to_thread(
-        signals_cli.list_signals, settings, console, since="1h", types=["large_trade"], markets=[cid]
+        signals_cli.show_signals, settings, console, since="1h", types=["large_trade"], markets=[cid]
     )
     text = console.export_text()
     assert code == 0 and "large_trade" in text and "$25,000" in text and "1 signal(s)" in text
     empty = Console(record=True, width=250)
     await asyncio.to_thread(
-        signals_cli.list_signals, settings, empty, since="1h", types=["oi_change"], markets=[]
+        signals_cli.show_signals, settings, empty, since="1h", types=["oi_change"], markets=[]
     )
     assert "0 signal(s)" in empty.export_text()
     assert (
-        signals_cli.list_signals(settings, Console(record=True), since="1h", types=["nope"], markets=[]) == 2
+        signals_cli.show_signals(settings, Console(record=True), since="1h", types=["nope"], markets=[]) == 2
     )
 
     # tail starts at the newest id, then prints what is written after it.
@@ -542,7 +542,13 @@ async def test_signals_list_and_tail_show_what_was_written(store: Store, sim: Si
     tail_console = Console(record=True, width=250)
     async with sim_context(sim, store, **EVERYTHING) as ctx:
         code = await asyncio.to_thread(
-            signals_cli.tail, settings, tail_console, types=[], markets=[], poll_seconds=0.01, stop=stop
+            signals_cli.follow_signals,
+            settings,
+            tail_console,
+            types=[],
+            markets=[],
+            poll_seconds=0.01,
+            stop=stop,
         )
     out = tail_console.export_text()
     assert code == 0 and "0xtail" in out and "0xwhale" not in out

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
+from typer.testing import CliRunner
+
+from polytape import cli
+from polytape.jobs.registry import SCHEDULED_JOBS
 
 COMMANDS = [
     ["run"], ["job"], ["backfill", "trades"], ["backfill", "markets"], ["track", "add"],
@@ -21,13 +28,6 @@ def polytape(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subpro
         cwd=cwd, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", **(env or {})},
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-
-
-@pytest.mark.parametrize("cmd", COMMANDS, ids=" ".join)
-def test_help(cmd: list[str], tmp_path: Path) -> None:
-    proc = polytape(*cmd, "--help", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert "Usage" in proc.stdout
 
 
 def test_db_upgrade_and_track(tmp_path: Path) -> None:
@@ -91,3 +91,79 @@ def test_database_url_after_the_command(tmp_path: Path) -> None:
     assert f"no database at {tmp_path / 'other.db'}" in proc.stdout
     assert not (tmp_path / "other.db").exists()
     assert not (tmp_path / "polytape.db").exists()
+
+
+# --- in-process: Typer's runner ----------------------------------------------------------------
+
+runner = CliRunner()
+
+
+def leaf_commands() -> list[tuple[list[str], Any]]:
+    """Every command of ``polytape`` with its words (``["backfill", "trades"]``)."""
+    found: list[tuple[list[str], Any]] = []
+
+    def walk(words: list[str], command: Any) -> None:
+        if hasattr(command, "commands"):  # a group (Typer ships its own click)
+            for name, sub in command.commands.items():
+                walk([*words, name], sub)
+        else:
+            found.append((words, command))
+
+    walk([], typer.main.get_command(cli.app))
+    return found
+
+
+def test_every_documented_command_exists() -> None:
+    assert {" ".join(words) for words, _ in leaf_commands()} >= {" ".join(c) for c in COMMANDS}
+
+
+@pytest.mark.parametrize("words", [w for w, _ in leaf_commands()], ids=" ".join)
+def test_help(words: list[str]) -> None:
+    result = runner.invoke(cli.app, [*words, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+@pytest.mark.parametrize(
+    ("words", "command"), leaf_commands(), ids=lambda v: " ".join(v) if isinstance(v, list) else ""
+)
+def test_every_command_takes_database_url_and_config(words: list[str], command: Any) -> None:
+    options = {opt for param in command.params for opt in param.opts}
+    assert {"--database-url", "--config"} <= options, words
+
+
+def test_database_url_and_config_after_any_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / "after.db"
+    assert runner.invoke(cli.app, ["db", "upgrade", "--database-url", f"sqlite:///{db}"]).exit_code == 0
+    assert db.exists() and not (tmp_path / "polytape.db").exists()
+    listed = runner.invoke(cli.app, ["signals", "list", "--database-url", f"sqlite:///{db}"])
+    assert listed.exit_code == 0, listed.output
+    assert "0 signal(s)" in listed.output
+    other = tmp_path / "from-config.db"
+    config = tmp_path / "elsewhere.toml"
+    config.write_text(f'database_url = "sqlite:///{other}"\n')
+    assert runner.invoke(cli.app, ["track", "list", "--config", str(config)]).exit_code == 0
+    assert other.exists() and not (tmp_path / "polytape.db").exists()
+
+
+def test_status_json_says_the_same_as_the_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    missing = runner.invoke(cli.app, ["status", "--json", "--database-url", url])
+    assert missing.exit_code == 1
+    report = json.loads(missing.stdout)
+    assert report["verdict"] == "unhealthy" and "no database at" in report["problems"][0]
+    assert runner.invoke(cli.app, ["db", "upgrade", "--database-url", url]).exit_code == 0
+    table = runner.invoke(cli.app, ["status", "--database-url", url], env={"COLUMNS": "200"})
+    result = runner.invoke(cli.app, ["status", "--json", "--database-url", url])
+    assert (result.exit_code, table.exit_code) == (1, 1)  # nothing ran yet: unhealthy
+    report = json.loads(result.stdout)
+    assert report["verdict"] == "unhealthy" and report["healthy"] is False
+    jobs = {j["name"]: j for j in report["jobs"]}
+    assert jobs["sync-gamma-events"]["status"] == "never" and jobs["sync-gamma-events"]["late"]
+    assert set(jobs) == set(SCHEDULED_JOBS)
+    assert "sync-gamma-events has never run" in report["problems"]
+    for problem in report["problems"]:
+        assert problem in table.stdout
+    assert report["feed"] is None and report["store"]["trades"] == 0

@@ -1,15 +1,19 @@
-"""Offline, paced, resumable history loads (``polytape backfill …``)."""
+"""Offline, paced, resumable history loads (``polytape backfill …``).
+
+Backfills print nothing: they report through a :class:`Reporter` (``polytape.cli``
+renders it as a progress bar) and raise typed errors (:class:`ConfigError` for a bad
+window, :class:`BackfillFailed` when a page fails); the CLI turns those into a line and
+an exit code. Imports: clients (through the context), ingest, normalize, paging, runtime,
+store. Never jobs, app or cli.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import time
-from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-from rich.console import Console
+from typing import Protocol
 
 from polytape.errors import ConfigError
 
@@ -32,9 +36,6 @@ def parse_since(value: str, now: datetime) -> datetime:
     return when.astimezone(UTC)
 
 
-EXIT_INTERRUPTED = 130
-
-
 class Pacer:
     """At most ``rate`` calls per second: ``await pacer.wait()`` before each request."""
 
@@ -50,10 +51,33 @@ class Pacer:
         self._next = max(now, self._next) + self.interval
 
 
-def interruptible(main: Callable[[], Coroutine[Any, Any, int]], console: Console) -> int:
-    """Run a backfill to its exit code; Ctrl-C keeps what was committed and says how to resume."""
-    try:
-        return asyncio.run(main())
-    except KeyboardInterrupt:
-        console.print("interrupted: every stored page is kept; run the same command again to resume")
-        return EXIT_INTERRUPTED
+class Reporter(Protocol):
+    """How a backfill tells the operator where it stands (the CLI draws a progress bar)."""
+
+    def begin(self, total: int | None, done: int) -> None:
+        """The work starts: ``total`` units (None: unknown), ``done`` of them already."""
+        ...
+
+    def progress(self, done: int, stats: str) -> None:
+        """``done`` units so far; ``stats`` says it in words."""
+        ...
+
+    def note(self, text: str, *, warning: bool = False) -> None:
+        """A line worth reading (resuming, something not reachable)."""
+        ...
+
+
+class SilentReporter:
+    """A :class:`Reporter` that says nothing (tests, scripts)."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def begin(self, total: int | None, done: int) -> None:
+        return None
+
+    def progress(self, done: int, stats: str) -> None:
+        return None
+
+    def note(self, text: str, *, warning: bool = False) -> None:
+        self.notes.append(text)

@@ -27,28 +27,14 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    SpinnerColumn,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
-from polytape.backfill import Pacer, interruptible, parse_since
-from polytape.config import Settings
-from polytape.errors import ApiError, ConfigError, PayloadError
+from polytape.backfill import Pacer, Reporter, SilentReporter, parse_since
+from polytape.errors import ApiError, BackfillFailed, ConfigError, PayloadError
 from polytape.ingest.trades import bad_answer_rows, log_rejects, window_pages
 from polytape.normalize.trades import SOURCE_BACKFILL, TradesPage, normalize_trades
 from polytape.paging import TradeWindowPager
 from polytape.runtime import JobContext
 from polytape.store.core import Tx
 from polytape.store.trades import clear_gaps, merge_intervals, store_trades_page
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 @dataclass
@@ -103,33 +89,13 @@ def state_key(since: str, until: str | None, min_usd: float | None, markets: lis
     return f"backfill:trades:{since}:{until or 'now'}:{floor}:{scope or 'all'}"
 
 
-def backfill_trades(
-    settings: Settings, *, since: str, until: str | None, min_usd: float | None, markets: list[str]
-) -> int:
-    """Run the backfill; returns the exit code (0 done, 1 failed, 2 bad usage, 130 interrupted)."""
-    from polytape.app import job_context
-
-    console = Console(stderr=True)
-    now = datetime.now(UTC)
-    try:
-        since_at = parse_since(since, now)
-        until_at = parse_since(until, now) if until else now
-    except ConfigError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        return EXIT_USAGE
+def backfill_window(since: str, until: str | None, min_usd: float | None, now: datetime) -> tuple[int, int]:
+    """The window ``[since, until]`` in epoch seconds; :class:`ConfigError` if it is not one."""
+    since_at = parse_since(since, now)
+    until_at = parse_since(until, now) if until else now
     if since_at >= until_at or (min_usd is not None and min_usd < 0):
-        console.print("[bold red]error:[/] --since must be before --until, --min-usd not negative")
-        return EXIT_USAGE
-    key = state_key(since, until, min_usd, markets)
-    window = (int(since_at.timestamp()), int(until_at.timestamp()))
-
-    async def main() -> int:
-        async with job_context(settings) as ctx:
-            return await run_backfill(
-                ctx, key=key, window=window, min_usd=min_usd, markets=markets, console=console
-            )
-
-    return interruptible(main, console)
+        raise ConfigError("--since must be before --until, --min-usd not negative")
+    return int(since_at.timestamp()), int(until_at.timestamp())
 
 
 async def run_backfill(
@@ -139,15 +105,20 @@ async def run_backfill(
     window: tuple[int, int],
     min_usd: float | None,
     markets: list[str],
-    console: Console,
-) -> int:
-    """The backfill on an open context (see the module notes); returns the exit code."""
+    report: Reporter | None = None,
+) -> Position:
+    """The backfill on an open context (see the module notes); returns where it ended.
+
+    Raises :class:`BackfillFailed` when a page fails (what was stored stays; the same
+    command resumes).
+    """
+    report = report or SilentReporter()
     s = ctx.settings
     position = Position.from_state(await asyncio.to_thread(ctx.store.get_state, key))
     if position is None or position.finished:
         position = Position(start=window[0], end=window[1], hi=window[1])
     else:
-        console.print(f"resuming {key} below {_when(position.hi)} ({position.pages} pages stored)")
+        report.note(f"resuming {key} below {_when(position.hi)} ({position.pages} pages stored)")
     pager = TradeWindowPager(
         floor=position.start,
         hi=position.hi,
@@ -165,36 +136,31 @@ async def run_backfill(
     )
     clears_gaps = not markets and (min_usd is None or min_usd <= s.large_trade_usd_threshold)
     total = max(1, position.end - position.start)
-    with _progress(console) as progress:
-        task = progress.add_task("trades", total=total, completed=position.end - position.hi, stats="")
-        try:
-            async for items in pages:
-                now = ctx.clock()
-                page = normalize_trades(items, now, SOURCE_BACKFILL)
-                page.rows = [r for r in page.rows if min_usd is None or r["usd_value"] >= min_usd]
-                log_rejects(page)
-                _advance(position, pager, pages=1)
-                write = partial(
-                    _write, page=page, bad=bad_answer_rows(pager, "v1", now), key=key, position=position
-                )
-                position.trades += await ctx.store.awrite(partial(write, clear=clears_gaps, now=now))
-                progress.update(task, completed=position.end - position.hi, stats=_stats(position))
-            if not position.finished:  # finished without a page (the window was cut empty)
-                _advance(position, pager, pages=0)
-                done = partial(_write, page=TradesPage(), bad=[], key=key, position=position)
-                await ctx.store.awrite(partial(done, clear=clears_gaps, now=ctx.clock()))
-            progress.update(task, completed=total, stats=_stats(position))
-        except (ApiError, PayloadError) as exc:
-            console.print(
-                f"[bold red]error:[/] {exc}; {position.pages} page(s) stored; "
-                "run the same command again to resume",
-                highlight=False,
+    report.begin(total, position.end - position.hi)
+    try:
+        async for items in pages:
+            now = ctx.clock()
+            page = normalize_trades(items, now, SOURCE_BACKFILL)
+            page.rows = [r for r in page.rows if min_usd is None or r["usd_value"] >= min_usd]
+            log_rejects(page)
+            _advance(position, pager, pages=1)
+            write = partial(
+                _write, page=page, bad=bad_answer_rows(pager, "v1", now), key=key, position=position
             )
-            return EXIT_FAIL
+            position.trades += await ctx.store.awrite(partial(write, clear=clears_gaps, now=now))
+            report.progress(position.end - position.hi, stats(position))
+        if not position.finished:  # finished without a page (the window was cut empty)
+            _advance(position, pager, pages=0)
+            done = partial(_write, page=TradesPage(), bad=[], key=key, position=position)
+            await ctx.store.awrite(partial(done, clear=clears_gaps, now=ctx.clock()))
+        report.progress(total, stats(position))
+    except (ApiError, PayloadError) as exc:
+        raise BackfillFailed(
+            f"{exc}; {position.pages} page(s) stored; run the same command again to resume"
+        ) from exc
     if position.gaps:
-        console.print(f"[yellow]not reachable through the offset cap:[/] seconds {position.gaps}")
-    console.print(f"backfill trades done: {_stats(position)}", highlight=False)
-    return EXIT_OK
+        report.note(f"not reachable through the offset cap: seconds {position.gaps}", warning=True)
+    return position
 
 
 def _advance(position: Position, pager: TradeWindowPager, *, pages: int) -> None:
@@ -225,21 +191,8 @@ def _write(
     return written
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]backfill trades[/]"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[stats]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-    )
-
-
-def _stats(position: Position) -> str:
+def stats(position: Position) -> str:
+    """Where a backfill stands, in words."""
     return f"{position.pages} pages, {position.trades} new trades, down to {_when(position.hi)}"
 
 
