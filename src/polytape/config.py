@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     signal_oi_change_pct: float = Field(10.0, gt=0)
     signal_oi_change_usd: float = Field(50_000.0, ge=0)
     signal_cooldown_minutes: float = Field(30.0, ge=0)
+    signal_trade_horizon_minutes: float = Field(60.0, gt=0)
+    """Trades first seen more than max(this, the accumulation and move windows) after they
+    happened (a backfill, a long outage) are history: stored, never signalled."""
     signal_webhook_url: str | None = None
     alert_horizon_minutes: float = Field(15.0, gt=0, le=7 * 24 * 60)
     """Signals about something older than this are stored but not delivered as alerts."""

@@ -75,7 +75,8 @@ def stored_levels(store: Store, token_ids: list[str]) -> dict[str, dict[tuple[st
     rows = store.fetch_all(sa.select(lv).where(lv.c.token_id.in_(token_ids)))
     out: dict[str, dict[tuple[str, float], float]] = {t: {} for t in token_ids}
     for r in rows:
-        side = "bid" if str(r["side"]).lower() in ("buy", "bid", "bids") else "ask"
+        assert r["side"] in ("BUY", "SELL"), r  # what the book writer stores, nothing else
+        side = "bid" if r["side"] == "BUY" else "ask"
         out[r["token_id"]][(side, float(r["price"]))] = float(r["size"])
     return out
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import typer
 from typer.testing import CliRunner
 
@@ -96,6 +98,14 @@ def test_database_url_after_the_command(tmp_path: Path) -> None:
 # --- in-process: Typer's runner ----------------------------------------------------------------
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _logging_left_as_found() -> Iterator[None]:
+    """An in-process command configures logging onto the runner's stream (closed after)."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 def leaf_commands() -> list[tuple[list[str], Any]]:

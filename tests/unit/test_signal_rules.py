@@ -327,3 +327,13 @@ def test_a_silent_connection_vouches_only_as_far_as_its_last_payload() -> None:
 def test_no_feed_or_an_unknown_shape_vouches_for_nothing() -> None:
     assert live.feed_confirmations(None, NOW)("t") is None
     assert live.feed_confirmations(SimpleNamespace(channels=[]), NOW)("t") is None
+
+
+def test_trade_horizon_is_a_setting_floored_by_the_windows() -> None:
+    from polytape.config import load_settings
+
+    assert RuleConfig.from_settings(load_settings()).trade_horizon == timedelta(hours=1)
+    longer = load_settings(signal_trade_horizon_minutes=180)
+    assert RuleConfig.from_settings(longer).trade_horizon == timedelta(hours=3)
+    windows = load_settings(signal_trade_horizon_minutes=5, signal_accumulation_window_minutes=90)
+    assert RuleConfig.from_settings(windows).trade_horizon == timedelta(minutes=90)

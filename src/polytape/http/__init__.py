@@ -9,7 +9,7 @@
 Imports: :mod:`polytape.config`, :mod:`polytape.errors`, :mod:`polytape.metrics` only.
 """
 
-from polytape.http.client import HttpClient, HttpSession, JsonResponse
+from polytape.http.client import HttpClient, HttpSession, JsonResponse, RequestTally, count_requests
 from polytape.http.config import HttpConfig
 from polytape.http.responses import (
     decode_json,
@@ -29,6 +29,8 @@ __all__ = [
     "HttpConfig",
     "HttpSession",
     "JsonResponse",
+    "RequestTally",
+    "count_requests",
     "decode_json",
     "encode_params",
     "error_from_response",

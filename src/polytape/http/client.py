@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +41,35 @@ from polytape.http.responses import (
 from polytape.http.throttle import HostThrottle
 
 log = structlog.get_logger("polytape.http")
+
+
+@dataclass
+class RequestTally:
+    """Attempts made inside :func:`count_requests`: how many got an HTTP answer (any
+    status), and how many could not even connect (refused, unreachable, connect timeout)."""
+
+    attempts: int = 0
+    answered: int = 0
+    connect_failed: int = 0
+
+    @property
+    def none_connected(self) -> bool:
+        """Requests were tried and every attempt failed to connect."""
+        return self.attempts > 0 and self.connect_failed == self.attempts
+
+
+_TALLY: ContextVar[RequestTally | None] = ContextVar("polytape_request_tally", default=None)
+
+
+@contextmanager
+def count_requests() -> Iterator[RequestTally]:
+    """Count the HTTP attempts of this task (and the tasks it starts) while inside."""
+    tally = RequestTally()
+    token = _TALLY.set(tally)
+    try:
+        yield tally
+    finally:
+        _TALLY.reset(token)
 
 
 @dataclass(frozen=True)
@@ -198,6 +229,7 @@ class HttpClient:
     ) -> JsonResponse:
         headers = {"Content-Type": "application/json"} if content is not None else None
         outcome = "error"
+        connect_failed = False
         async with self.throttle.slot() as generation:
             started = time.monotonic()
             try:
@@ -214,12 +246,15 @@ class HttpClient:
                 ) from exc
             except httpx.TimeoutException as exc:
                 outcome = "timeout"
+                connect_failed = isinstance(exc, httpx.ConnectTimeout)
                 raise TransportError(f"timed out: {method} {url}", url=url) from exc
             except httpx.TransportError as exc:
+                connect_failed = isinstance(exc, httpx.ConnectError)
                 raise TransportError(f"{type(exc).__name__} on {method} {url}: {exc}", url=url) from exc
             except httpx.HTTPError as exc:
                 raise ApiError(f"{type(exc).__name__} on {method} {url}: {exc}", url=url) from exc
             finally:
+                _tally(outcome, connect_failed)
                 metrics.HTTP_REQUESTS.labels(host=self.host, status=outcome).inc()
                 metrics.HTTP_LATENCY.labels(host=self.host).observe(time.monotonic() - started)
         return self._handle(response, body, url, generation)
@@ -253,3 +288,11 @@ class HttpClient:
                     raise too_large(url, response.status_code, f"passed {cap} bytes")
                 return bytes(buffer[:cap])
         return bytes(buffer)
+
+
+def _tally(outcome: str, connect_failed: bool) -> None:
+    tally = _TALLY.get()
+    if tally is not None:
+        tally.attempts += 1
+        tally.answered += outcome.isdigit()
+        tally.connect_failed += connect_failed

@@ -16,6 +16,7 @@ import structlog
 
 from polytape import metrics
 from polytape.errors import PolytapeError
+from polytape.http import count_requests
 from polytape.runtime import JobContext, utcnow
 from polytape.store.runs import begin_job_run, finish_job_run
 
@@ -56,8 +57,14 @@ async def run_job(ctx: JobContext, name: str, fn: JobFn) -> JobResult:
     deadline = ctx.settings.job_deadline_seconds
     timer = asyncio.timeout(deadline)
     try:
-        async with timer:  # POLYTAPE_JOB_DEADLINE_SECONDS: no server holds a run longer
-            result = await fn(ctx)
+        with count_requests() as tally:
+            async with timer:  # POLYTAPE_JOB_DEADLINE_SECONDS: no server holds a run longer
+                result = await fn(ctx)
+        if result.status == "partial" and tally.none_connected:
+            # Nothing answered at all: the API is unreachable, which is an error, not a gap.
+            problems = result.details.get("problems") or ["no page fetched"]
+            result.status = "error"
+            result.error = result.error or f"no request could connect ({tally.attempts} tried): {problems[0]}"
     except TimeoutError as exc:
         if not timer.expired():
             bound.exception("job crashed")

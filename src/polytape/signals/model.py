@@ -201,7 +201,7 @@ class RuleConfig:
             oi_change_usd=settings.signal_oi_change_usd,
             cooldown=timedelta(minutes=settings.signal_cooldown_minutes),
             trade_horizon=max(
-                timedelta(hours=1),
+                timedelta(minutes=settings.signal_trade_horizon_minutes),
                 timedelta(minutes=settings.signal_accumulation_window_minutes),
                 timedelta(minutes=settings.signal_move_window_minutes),
             ),
