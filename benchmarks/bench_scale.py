@@ -9,18 +9,36 @@ Sections (each can run alone; ``all`` runs them in turn):
   hash; and the deferred scheme (each changed book checked at least once per second of
   wall time, plus the cheap best bid/ask check on every message).
 
-Usage: ``python benchmarks/bench_scale.py apply [--tokens 2000] [--frames 100000]``.
+- ``feed``: the whole feed (``BookFeed``: WebSocket connections, keeper, deferred
+  verification, REST heals, coalesced SQLite writes) against the load simulator
+  (:mod:`polytape.sim.load`) in another process, which pre-generates every message and
+  its hashes before the timed run: ``--tokens`` books over connections of
+  ``WS_ASSETS_PER_CONNECTION``, ``--rate`` messages/s for ``--seconds``, then optionally a
+  ``--burst-rate`` for ``--burst-seconds``. Reports messages sent and applied, hash
+  checks and mismatches, books differing from the simulator's at the end, p50/p99/max
+  from send (≈ receipt on loopback) to the commit that stored the change, the feed's
+  peak RSS and its CPU (cores) during the run.
+
+Usage: ``python benchmarks/bench_scale.py apply [--tokens 2000] [--frames 100000]``,
+``python benchmarks/bench_scale.py feed [--tokens 46000] [--rate 6700] [--seconds 60]
+[--burst-rate 30000 --burst-seconds 30]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import bisect
 import hashlib
+import json
 import random
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -188,6 +206,220 @@ def bench_apply(args: argparse.Namespace) -> None:
         sys.stdout.flush()
 
 
+# ---- feed ---------------------------------------------------------------------------------
+
+
+def start_simulator(args: argparse.Namespace) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """The load simulator in a child process; returns once its messages are generated."""
+    extra = int(args.burst_rate * args.burst_seconds)
+    cmd = [sys.executable, "-m", "polytape.sim.load", "--tokens", str(args.tokens),
+           "--levels", str(args.levels), "--rate", str(args.rate), "--seconds", str(args.seconds),
+           "--extra", str(extra)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("READY "):
+            return proc, json.loads(line[6:])
+    raise RuntimeError("the load simulator exited before it was ready")
+
+
+async def _http(method: str, url: str, body: Any = None) -> Any:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.request(method, url, json=body) as resp:
+        return await resp.json()
+
+
+async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
+    from polytape.app import job_context
+    from polytape.bookfeed import BookFeed
+    from polytape.config import load_settings
+    from polytape.sim.load import token_pairs
+    from polytape.store import Store
+    from polytape.store.schema import market_tokens, tracked_markets
+
+    t0 = time.perf_counter()
+    proc, info = start_simulator(args)
+    print(f"   simulator ready in {time.perf_counter() - t0:.0f}s: {info['messages']:,} messages, "
+          f"simulator RSS {info['rss_mb']:.0f} MB")  # fmt: skip
+    tmp = Path(tempfile.mkdtemp()) / "scale.db"
+    settings = load_settings(
+        database_url=f"sqlite:///{tmp}", clob_url=info["clob_url"], clob_ws_url=info["ws_url"],
+        gamma_url=info["clob_url"], data_api_url=info["clob_url"], log_level="WARNING",
+    )  # fmt: skip
+    store = Store.open(settings.database_url)
+    pairs = token_pairs(args.tokens)
+    now = datetime.now(UTC)
+    store.insert_ignore(
+        market_tokens,
+        [{"token_id": t, "condition_id": c, "outcome": o, "outcome_index": i}
+         for c, yes, no in pairs for i, (t, o) in enumerate(((yes, "Yes"), (no, "No")))],
+    )  # fmt: skip
+    store.insert_ignore(
+        tracked_markets, [{"condition_id": c, "source": "manual", "selected_at": now} for c, _, _ in pairs]
+    )
+    flushes: list[tuple[float, dict[str, int]]] = []
+    rss: list[float] = []
+    try:
+        async with job_context(settings, store) as ctx:
+            feed = BookFeed(settings, store, ctx.clients.clob, runtime=ctx.runtime, clock=ctx.clock)
+            feed.writer.on_flush = lambda at, stamps: flushes.append((at.timestamp(), stamps))
+            durations: list[float] = []
+            real_flush = feed.writer.flush
+
+            async def timed_flush(**kw: Any) -> Any:
+                t = time.perf_counter()
+                try:
+                    return await real_flush(**kw)
+                finally:
+                    durations.append(time.perf_counter() - t)
+
+            feed.writer.flush = timed_flush  # type: ignore[method-assign]
+            task = asyncio.create_task(feed.run())
+            sampler = asyncio.create_task(_sample_rss(rss))
+            t1 = time.perf_counter()
+            keeper = feed.keeper
+            while len(feed.registry) < args.tokens or any(
+                b.check_pending for b in feed.registry.books.values()
+            ):
+                await asyncio.sleep(0.5)
+                if time.perf_counter() - t1 > 600:
+                    raise RuntimeError(f"only {len(feed.registry)} books after 10 minutes")
+            while any(b.pending_write for b in feed.registry.books.values()):  # noqa: ASYNC110
+                await asyncio.sleep(0.5)  # the first full writes are in
+            await asyncio.sleep(2)
+            startup = time.perf_counter() - t1
+            print(f"   feed subscribed and verified {len(feed.registry):,} books over "
+                  f"{len(feed.channels)} connections in {startup:.0f}s")  # fmt: skip
+            flushes.clear()
+            durations.clear()
+            rss.clear()
+            base_msgs, base_checks = keeper.stats.by_type["price_change"], keeper.stats.hash_checks
+            base_mism = keeper.stats.hash_mismatches
+            phases = [(args.rate, int(args.rate * args.seconds))]
+            if args.burst_rate:
+                phases.append((args.burst_rate, int(args.burst_rate * args.burst_seconds)))
+            c0, w0 = time.process_time(), time.perf_counter()
+            phase_out = []
+            for rate, count in phases:
+                pc0, pw0 = time.process_time(), time.perf_counter()
+                await _http("POST", info["control"] + "/start", {"rate": rate, "count": count})
+                while (await _http("GET", info["control"] + "/status"))["running"]:  # noqa: ASYNC110
+                    await asyncio.sleep(0.5)
+                phase_out.append((rate, count, (time.process_time() - pc0) / (time.perf_counter() - pw0)))
+            report = await _http("GET", info["control"] + "/report")
+            # drain: every delivered frame applied, every deferred check done, then one more flush
+            t2 = time.perf_counter()
+            while keeper.stats.by_type["price_change"] - base_msgs < report["frames"]:
+                await asyncio.sleep(0.2)
+                if time.perf_counter() - t2 > 300:
+                    break
+            drain = time.perf_counter() - t2
+            await asyncio.sleep(settings.book_verify_seconds + 2 * settings.book_write_seconds)
+            cpu = (time.process_time() - c0) / (time.perf_counter() - w0)
+            applied = keeper.stats.by_type["price_change"] - base_msgs
+            unverified = [t for t in feed.registry.books if not keeper.verified(t)]
+            truth: dict[str, str] = {}
+            ids = sorted(feed.registry.books)
+            for i in range(0, len(ids), 500):
+                for item in await _http(
+                    "POST", info["clob_url"] + "/books", [{"token_id": t} for t in ids[i : i + 500]]
+                ):
+                    truth[item["asset_id"]] = item["hash"]
+            differ = sum(1 for t, b in feed.registry.books.items() if b.compute_hash() != truth.get(t))
+            stats = keeper.stats
+            await feed.stop()
+            await task
+            sampler.cancel()
+            resyncs = dict(feed.healer.performed)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    lags = _lags(report, flushes, pairs)
+    return {
+        "tokens": args.tokens,
+        "levels_a_side": args.levels,
+        "connections": len(feed.channels),
+        "phases (rate, messages, feed cores)": [(r, n, round(c, 2)) for r, n, c in phase_out],
+        "messages_sent": report["sent"],
+        "frames_delivered": report["frames"],
+        "frames_applied": applied,
+        "simulator_late_max_s": report["late_max_s"],
+        "drain_after_last_send_s": round(drain, 2),
+        "hash_checks": stats.hash_checks - base_checks,
+        "hash_mismatches": stats.hash_mismatches - base_mism,
+        "top_mismatches": stats.top_mismatches,
+        "books_unverified_at_end": len(unverified),
+        "books_differing_from_simulator": differ,
+        "resyncs": resyncs,
+        "lag_send_to_commit_p50_s": lags[0],
+        "lag_send_to_commit_p99_s": lags[1],
+        "lag_send_to_commit_max_s": lags[2],
+        "messages_never_committed": lags[3],
+        "flushes": len(flushes),
+        "flush_seconds_mean_max": (
+            round(sum(durations) / max(1, len(durations)), 3),
+            round(max(durations, default=0), 3),
+        ),
+        "flush_rounds": len(durations),
+        "rss_peak_mb": round(max(rss), 1) if rss else None,
+        "feed_cpu_cores_whole_run": round(cpu, 2),
+    }
+
+
+def _lags(
+    report: dict[str, Any], flushes: list[tuple[float, dict[str, int]]], pairs: list[tuple[str, str, str]]
+) -> tuple[float | None, float | None, float | None, int]:
+    """Per message: its send time to the first commit holding its YES token at or past its timestamp."""
+    per_token: dict[str, tuple[list[int], list[float]]] = {}
+    for at, stamps in flushes:
+        for tok, ms in stamps.items():
+            entry = per_token.setdefault(tok, ([], []))
+            if not entry[0] or ms >= entry[0][-1]:
+                entry[0].append(ms)
+                entry[1].append(at)
+    markets, stamps_ms = report["markets"], report["timestamps_ms"]
+    lags: list[float] = []
+    lost = 0
+    for k, sent_at in enumerate(report["send_times"]):
+        yes = pairs[markets[k]][1]
+        ms_list, at_list = per_token.get(yes, ([], []))
+        i = bisect.bisect_left(ms_list, stamps_ms[k])
+        if i < len(ms_list):
+            lags.append(at_list[i] - sent_at)
+        else:
+            lost += 1
+    if not lags:
+        return None, None, None, lost
+    lags.sort()
+    return (round(lags[len(lags) // 2], 3), round(lags[int(len(lags) * 0.99)], 3), round(lags[-1], 3), lost)
+
+
+def bench_feed(args: argparse.Namespace) -> None:
+    burst = f", then {args.burst_rate:,.0f} msgs/s for {args.burst_seconds:g}s" if args.burst_rate else ""
+    print(
+        f"feed: {args.tokens:,} tokens, {args.levels} levels a side, "
+        f"{args.rate:,.0f} msgs/s for {args.seconds:g}s{burst}"
+    )
+    out = asyncio.run(feed_run(args))
+    for key, value in out.items():
+        print(f"   {key:38s} {value}")
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def _sample_rss(samples: list[float]) -> None:
+    while True:
+        samples.append(_rss_mb())
+        await asyncio.sleep(0.5)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     sub = ap.add_subparsers(dest="section", required=True)
@@ -196,9 +428,18 @@ def main() -> None:
     ap_apply.add_argument("--levels", type=int, default=80)
     ap_apply.add_argument("--frames", type=int, default=100_000)
     ap_apply.add_argument("--repeat", type=int, default=3)
+    ap_feed = sub.add_parser("feed", help="the whole feed against the load simulator in another process")
+    ap_feed.add_argument("--tokens", type=int, default=46_000)
+    ap_feed.add_argument("--levels", type=int, default=20)
+    ap_feed.add_argument("--rate", type=float, default=6_700.0)
+    ap_feed.add_argument("--seconds", type=float, default=60.0)
+    ap_feed.add_argument("--burst-rate", type=float, default=0.0)
+    ap_feed.add_argument("--burst-seconds", type=float, default=30.0)
     args = ap.parse_args()
     if args.section == "apply":
         bench_apply(args)
+    elif args.section == "feed":
+        bench_feed(args)
 
 
 if __name__ == "__main__":

@@ -13,15 +13,76 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from polytape.books import BookDiff, OrderBook
 from polytape.store.core import Tx
 from polytape.store.metadata import set_clob_neg_risk
 from polytape.store.schema import orderbook_levels, orderbooks
 
 _IN_CHUNK = 500
-_BOOK_UPDATE = [c.name for c in orderbooks.columns if c.name != "token_id"]
+# Level rows go through the driver's executemany on plain tuples: a flush of the whole
+# venue holds tens of thousands of them, and the ORM-level path costs more than the database.
+_UPSERT_LEVEL = (
+    "INSERT INTO orderbook_levels (token_id, side, price, size, updated_at) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (token_id, side, price) DO UPDATE SET size = excluded.size, updated_at = excluded.updated_at"
+)
+_DELETE_LEVEL = "DELETE FROM orderbook_levels WHERE token_id = ? AND side = ? AND price = ?"
+_UPSERT_LEVEL_PG = _UPSERT_LEVEL.replace("?", "%s")
+_DELETE_LEVEL_PG = _DELETE_LEVEL.replace("?", "%s")
+
+
+_HEADER_COLUMNS = [c.name for c in orderbooks.columns]
+_KEEP_WHEN_NULL = {"tick_size", "min_order_size", "neg_risk"}  # REST-only: unknown keeps the stored value
+_UPSERT_HEADER = (
+    f"INSERT INTO orderbooks ({', '.join(_HEADER_COLUMNS)}) VALUES ({', '.join('?' * len(_HEADER_COLUMNS))}) "
+    "ON CONFLICT (token_id) DO UPDATE SET "
+    + ", ".join(
+        f"{c} = COALESCE(excluded.{c}, orderbooks.{c})" if c in _KEEP_WHEN_NULL else f"{c} = excluded.{c}"
+        for c in _HEADER_COLUMNS
+        if c != "token_id"
+    )
+)
+_UPSERT_HEADER_PG = _UPSERT_HEADER.replace("?", "%s")
+
+
+def _write_headers(tx: Tx, rows: list[dict[str, Any]]) -> None:
+    """Upsert ``orderbooks`` rows (one per token; the last wins) with one executemany."""
+    dialect = tx.conn.dialect
+    procs = [
+        (i, proc)
+        for i, name in enumerate(_HEADER_COLUMNS)
+        if (proc := orderbooks.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None
+    ]
+    latest = {row["token_id"]: row for row in rows}
+    bound: dict[tuple[int, Any], Any] = {}  # times and prices repeat across books
+    params = []
+    for row in latest.values():
+        values = [row.get(name) for name in _HEADER_COLUMNS]
+        for i, proc in procs:
+            value = values[i]
+            if value is not None:
+                done = bound.get((i, value))
+                if done is None:
+                    done = bound[(i, value)] = proc(value)
+                values[i] = done
+        params.append(tuple(values))
+    _executemany(tx, _UPSERT_HEADER_PG if tx.dialect == "postgresql" else _UPSERT_HEADER, params)
+
+
+def _bind_time(tx: Tx, when: datetime) -> Any:
+    """``when`` as the ``updated_at`` column type binds it on this engine."""
+    dialect = tx.conn.dialect
+    proc = orderbook_levels.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
+    return proc(when) if proc is not None else when
+
+
+def _executemany(tx: Tx, sql: str, params: list[tuple[Any, ...]]) -> None:
+    if not params:
+        return
+    cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(sql, params)
+    finally:
+        cursor.close()
 
 
 def _num(text: str | None) -> float | None:
@@ -85,28 +146,16 @@ def write_books(tx: Tx, batch: BookWrite, now: datetime) -> int:
     Full diffs replace every stored level of their token; the others upsert changed
     levels and delete removed ones, all as batched statements.
     """
-    tx.upsert(orderbooks, batch.rows, update=_BOOK_UPDATE)
+    _write_headers(tx, batch.rows)
     full = [d.token_id for d in batch.diffs if d.full]
     for start in range(0, len(full), _IN_CHUNK):
         tx.delete(orderbook_levels, orderbook_levels.c.token_id.in_(full[start : start + _IN_CHUNK]))
-    upserts = [
-        {"token_id": d.token_id, "side": side, "price": price, "size": size, "updated_at": now}
-        for d in batch.diffs
-        for side, price, size in d.upserts
-    ]
-    deletes = [
-        {"t": d.token_id, "s": side, "p": price}
-        for d in batch.diffs
-        if not d.full
-        for side, price in d.deletes
-    ]
-    tx.upsert(orderbook_levels, upserts, update=["size", "updated_at"])
-    if deletes:
-        lv = orderbook_levels.c
-        stmt = sa.delete(orderbook_levels).where(
-            lv.token_id == sa.bindparam("t"), lv.side == sa.bindparam("s"), lv.price == sa.bindparam("p")
-        )
-        tx.execute(stmt, deletes)
+    stamp = _bind_time(tx, now)
+    upserts = [(d.token_id, side, price, size, stamp) for d in batch.diffs for side, price, size in d.upserts]
+    deletes = [(d.token_id, side, price) for d in batch.diffs if not d.full for side, price in d.deletes]
+    pg = tx.dialect == "postgresql"
+    _executemany(tx, _UPSERT_LEVEL_PG if pg else _UPSERT_LEVEL, upserts)
+    _executemany(tx, _DELETE_LEVEL_PG if pg else _DELETE_LEVEL, deletes)
     if batch.neg_risk:
         set_clob_neg_risk(tx, batch.neg_risk)
     return len(upserts) + len(deletes)
