@@ -142,8 +142,9 @@ def render(health: Health, snapshot: dict[str, Any], console: Console) -> None:
         for col in ("worker", "host", "pid", "tokens", "heartbeat"):
             wt.add_column(col)
         for w in workers:
-            beat = f"{w['heartbeat_age_s']:.0f}s ago" + ("" if w["alive"] else " [red]DEAD[/]")
-            wt.add_row(w["worker_id"], w["host"], str(w["pid"]), str(w["tokens"]), beat)
+            beat = f"{max(0.0, w['heartbeat_age_s']):.0f}s ago" + ("" if w["alive"] else " [red]DEAD[/]")
+            tokens = str(w["tokens"]) if w["alive"] else f"0 (had {w['tokens']})"
+            wt.add_row(w["worker_id"], w["host"], str(w["pid"]), tokens, beat)
         console.print(wt)
     console.print(
         f"trades {snapshot['trades']} (newest {snapshot['newest_trade'] or '-'}), "

@@ -129,7 +129,7 @@ class WorkerLeases:
             worker=self.worker_id,
             tokens=len(handovers),
             since=oldest.isoformat(),
-            **reasons,
+            reasons=reasons,
         )
         hook = self.runtime.on_handover
         if hook is not None:
