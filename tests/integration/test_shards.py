@@ -183,3 +183,25 @@ def list_again(world: World, held: Held) -> set[str]:
                 if m.enable_order_book and m.book is not None:
                     tokens.add(tid)
     return tokens
+
+
+async def test_when_every_connection_fails_none_is_split(sim: SimServer, sqlite_store: Store) -> None:
+    """The venue refusing everything is an outage, not a bad shard: halving would only multiply sockets."""
+    store = sqlite_store
+    assert sim.hub is not None
+    knobs = {**FAST, "ws_assets_per_connection": 8, "ws_split_after_failures": 2}
+    async with sim_context(sim, store, **knobs) as ctx:
+        await run_job(ctx, "sync-gamma-events", sync_gamma_events)
+        await refresh(ctx)
+        tokens = set(await asyncio.to_thread(live_tracked, sim, store))
+        sim.hub.refused_assets.update(tokens)
+        async with running_feed(ctx, universe_poll_seconds=0.3) as feed, stepping(sim, every=0.05):
+            await wait_until(lambda: len(feed.owner) == len(tokens), 10, "every token placed")
+            planned = len(feed.channels)
+            await wait_until(
+                lambda: min(ch.failures for ch in feed.channels.values()) >= 4, 30, "every connection failing"
+            )
+            assert len(feed.channels) == planned and feed.splits == 0
+            sim.hub.refused_assets.clear()  # the venue is back
+            await wait_until(lambda: subscribed(sim) == tokens, 30, "every token followed again")
+            assert len(feed.channels) == planned

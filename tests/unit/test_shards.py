@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from polytape.bookfeed.shards import ConnectRamp, plan_add, plan_remove, should_split, split
+from polytape.bookfeed.shards import ConnectRamp, connection_cap, plan_add, plan_remove, should_split, split
 
 
 def test_new_tokens_fill_the_fullest_connections_first_then_open_new_ones() -> None:
@@ -27,6 +27,9 @@ def test_split_halves_and_refuses_a_single_asset() -> None:
         split(["a"])
     assert should_split(3, 2, after=3)
     assert not should_split(2, 200, after=3) and not should_split(9, 1, after=3)
+    assert not should_split(9, 200, after=3, others_healthy=False)  # the venue is down: do not multiply
+    assert not should_split(9, 200, after=3, connections=40, max_connections=40)
+    assert connection_cap(46_000, 200) == 476
 
 
 @given(

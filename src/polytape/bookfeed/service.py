@@ -25,7 +25,14 @@ import structlog
 from polytape import metrics
 from polytape.bookfeed.healer import Healer
 from polytape.bookfeed.keeper import BookKeeper
-from polytape.bookfeed.shards import ConnectRamp, plan_add, plan_remove, should_split, split
+from polytape.bookfeed.shards import (
+    ConnectRamp,
+    connection_cap,
+    plan_add,
+    plan_remove,
+    should_split,
+    split,
+)
 from polytape.bookfeed.writer import BookWriter
 from polytape.books import BookRegistry
 from polytape.clients.clob import ClobClient
@@ -265,8 +272,19 @@ class BookFeed:
     async def _split_failing(self) -> None:
         """Halve every connection that failed ``ws_split_after_failures`` times in a row."""
         after = self.settings.ws_split_after_failures
+        cap = connection_cap(len(self.owner), self.settings.ws_assets_per_connection)
         for name, channel in list(self.channels.items()):
-            if not should_split(channel.failures, len(channel.assets), after):
+            others_healthy = any(
+                ch.connected and ch.failures == 0 for n, ch in self.channels.items() if n != name
+            )
+            if not should_split(
+                channel.failures,
+                len(channel.assets),
+                after,
+                others_healthy=others_healthy,
+                connections=len(self.channels),
+                max_connections=cap,
+            ):
                 continue
             kept, moved = split(channel.assets)
             await channel.unsubscribe(moved)

@@ -60,9 +60,28 @@ def split(assets: Iterable[str]) -> tuple[list[str], list[str]]:
     return ordered[:middle], ordered[middle:]
 
 
-def should_split(consecutive_failures: int, assets: int, after: int) -> bool:
-    """A connection that failed ``after`` times in a row, with something to halve."""
-    return consecutive_failures >= after and assets >= 2
+def should_split(
+    consecutive_failures: int,
+    assets: int,
+    after: int,
+    *,
+    others_healthy: bool = True,
+    connections: int = 0,
+    max_connections: int | None = None,
+) -> bool:
+    """A connection that failed ``after`` times in a row, with something to halve.
+
+    Only while another connection works (when every connection fails, the venue or the
+    network is down, and halving would only multiply sockets) and below ``max_connections``.
+    """
+    if max_connections is not None and connections >= max_connections:
+        return False
+    return consecutive_failures >= after and assets >= 2 and others_healthy
+
+
+def connection_cap(tokens: int, limit: int) -> int:
+    """At most this many connections: twice the planned ones, plus room to isolate a few bad assets."""
+    return 2 * -(-tokens // limit) + 16
 
 
 class ConnectRamp:
