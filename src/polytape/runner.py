@@ -134,7 +134,8 @@ class Runner:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop, sig)
-        await asyncio.to_thread(register_worker, self.store, self.worker_id, self.ctx.clock())
+        feed = self.settings.ws_enabled
+        await asyncio.to_thread(register_worker, self.store, self.worker_id, self.ctx.clock(), feed=feed)
         await self._close_interrupted()
         log.info(
             "polytape run starting",
@@ -326,7 +327,8 @@ class Runner:
             try:
                 now = self.ctx.clock()
                 if not await asyncio.to_thread(beat, self.store, self.worker_id, now):
-                    await asyncio.to_thread(register_worker, self.store, self.worker_id, now)
+                    feed = self.settings.ws_enabled
+                    await asyncio.to_thread(register_worker, self.store, self.worker_id, now, feed=feed)
                 if loop.time() - last_state >= HEARTBEAT_SECONDS:
                     await asyncio.to_thread(self._write_heartbeat)
                     last_state = loop.time()

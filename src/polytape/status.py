@@ -143,7 +143,10 @@ def render(health: Health, snapshot: dict[str, Any], console: Console) -> None:
             wt.add_column(col)
         for w in workers:
             beat = f"{max(0.0, w['heartbeat_age_s']):.0f}s ago" + ("" if w["alive"] else " [red]DEAD[/]")
-            tokens = str(w["tokens"]) if w["alive"] else f"0 (had {w['tokens']})"
+            if w["tokens"] < 0:
+                tokens = "- (feed off)"
+            else:
+                tokens = str(w["tokens"]) if w["alive"] else f"0 (had {w['tokens']})"
             wt.add_row(w["worker_id"], w["host"], str(w["pid"]), tokens, beat)
         console.print(wt)
     console.print(

@@ -179,3 +179,12 @@ def test_lock_keys_are_per_schema(pg_url: str) -> None:
             st.close()
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {other_schema} CASCADE")
+
+
+def test_a_worker_without_a_feed_takes_no_share(store: Store) -> None:
+    register_worker(store, "a", NOW)
+    register_worker(store, "jobs-only", NOW, feed=False)
+    first = lease_round(store, "a", TOKENS, NOW, ttl=TTL)
+    assert first.owned == set(TOKENS) and first.live_workers == 1
+    row = {r["worker_id"]: r for r in list_workers(store, NOW, TTL)}["jobs-only"]
+    assert row["tokens"] == -1 and row["alive"]

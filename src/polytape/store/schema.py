@@ -282,7 +282,7 @@ workers = sa.Table(
     _ts("started_at", nullable=False),
     _ts("heartbeat_at", nullable=False),
     _ts("stopped_at"),
-    sa.Column("tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("tokens", sa.Integer, nullable=False, server_default="0"),  # -1: its feed is off
 )
 
 # Which worker records which token's book; the primary key makes two owners impossible.

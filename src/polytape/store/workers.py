@@ -9,7 +9,8 @@ one transaction serialised by a transaction-level advisory lock (PostgreSQL) or
 by SQLite's single writer:
 
 - it drops its leases of tokens that left the universe;
-- its fair share is ``ceil(wanted / live workers)``: above it, it releases the
+- its fair share is ``ceil(wanted / live feed workers)`` (a worker whose feed is off
+  registers with ``tokens = NO_FEED`` and is not counted): above it, it releases the
   excess (``released_at`` is set, so the next owner knows since when the token
   went unrecorded); below it, it claims tokens nobody live holds: never leased,
   released, or held by a dead worker (then the gap runs from that worker's last
@@ -38,6 +39,7 @@ from polytape.store.engine import lock_key
 from polytape.store.schema import job_runs, token_leases, workers
 
 LEASE_LOCK = "token-leases"
+NO_FEED = -1  # ``workers.tokens`` of a worker that records no books (its WebSocket feed is off)
 FORGET_DEAD_AFTER = timedelta(days=1)  # dead worker rows are kept this long for ``status``
 
 
@@ -69,8 +71,10 @@ class LeaseRound:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def register_worker(store: Store, worker_id: str, now: datetime, *, pid: int | None = None) -> None:
-    """Create (or revive) this worker's row."""
+def register_worker(
+    store: Store, worker_id: str, now: datetime, *, pid: int | None = None, feed: bool = True
+) -> None:
+    """Create (or revive) this worker's row; ``feed=False``: it will take no token leases."""
     row = {
         "worker_id": worker_id,
         "host": socket.gethostname(),
@@ -78,9 +82,9 @@ def register_worker(store: Store, worker_id: str, now: datetime, *, pid: int | N
         "started_at": now,
         "heartbeat_at": now,
         "stopped_at": None,
-        "tokens": 0,
+        "tokens": 0 if feed else NO_FEED,
     }
-    store.upsert(workers, [row], update=["heartbeat_at", "stopped_at"])
+    store.upsert(workers, [row], update=["heartbeat_at", "stopped_at", "tokens"])
 
 
 def beat(store: Store, worker_id: str, now: datetime) -> bool:
@@ -141,7 +145,9 @@ def lease_round(
         w, t = workers, token_leases
         tx.execute(sa.update(w).where(w.c.worker_id == worker_id).values(heartbeat_at=now, stopped_at=None))
         rows = list(tx.execute(sa.select(w)))
-        alive = {r.worker_id for r in rows if _alive(r, now, ttl, check_pid=True)} | {worker_id}
+        alive = {r.worker_id for r in rows if r.tokens != NO_FEED and _alive(r, now, ttl, check_pid=True)} | {
+            worker_id
+        }
         last_seen = {r.worker_id: (r.stopped_at or r.heartbeat_at) for r in rows}
         leases = {
             str(r.token_id): (str(r.worker_id), r.released_at)
