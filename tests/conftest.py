@@ -78,3 +78,11 @@ def store(db_url: str) -> Iterator[Store]:
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture(autouse=True)
+def _archive_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test's settings record their archive under its own tmp_path, never the cwd."""
+    root = tmp_path / "polytape-archive"
+    monkeypatch.setenv("POLYTAPE_ARCHIVE_DIR", str(root))
+    return root

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from polytape.archive.service import BookArchive
 from polytape.clients import open_clients
 from polytape.config import Settings
 from polytape.http import HttpConfig
@@ -30,14 +31,20 @@ def open_store(settings: Settings, *, migrate: bool = True) -> Store:
 
 
 @asynccontextmanager
-async def job_context(settings: Settings, store: Store | None = None) -> AsyncIterator[JobContext]:
-    """A context with open HTTP clients and an empty runtime; closes what it opened."""
+async def job_context(
+    settings: Settings, store: Store | None = None, *, archive_name: str = "job"
+) -> AsyncIterator[JobContext]:
+    """A context with open HTTP clients and a runtime holding the archive (when enabled).
+
+    The archive writer touches the disk only once something is recorded; ``archive_name``
+    names its files and state (``run`` for ``polytape run``).
+    """
     own_store = store is None
     store = store or open_store(settings)
     clients = await open_clients(
         settings.gamma_url, settings.data_api_url, settings.clob_url, HttpConfig.from_settings(settings)
     )
-    runtime = Runtime()
+    runtime = Runtime(archive=BookArchive.from_settings(settings, archive_name))
     try:
         yield JobContext(settings=settings, store=store, clients=clients, runtime=runtime)
     finally:

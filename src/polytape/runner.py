@@ -84,7 +84,7 @@ async def _main(settings: Settings, simulated: bool, web: bool = False) -> int:
             run_lock.acquire()
         if settings.metrics_port:
             metrics.start_metrics_server(settings.metrics_port)
-        async with job_context(settings, store) as ctx:
+        async with job_context(settings, store, archive_name="run") as ctx:
             if web:
                 await _start_web(ctx)
             runner = Runner(ctx)
@@ -144,6 +144,8 @@ class Runner:
             worker=self.worker_id,
         )
         background = [asyncio.create_task(self._heartbeat(), name="heartbeat")]
+        if self.ctx.runtime.archive is not None:
+            self.ctx.runtime.archive.start()  # closed (flushed) by Runtime.aclose
         try:
             await self._first_runs()
             if not self.stopping.is_set():

@@ -19,6 +19,8 @@ field                  set by                                      read by
 ``web``                ``polytape run --web`` (the dashboard)      nobody (closed first)
 ``worker_id``          ``polytape run`` (:mod:`polytape.runner`)   ``job_runs.worker_id``
 ``on_handover``        the archive (gap ledger)                    :class:`~polytape.workers.WorkerLeases`
+``archive``            :func:`polytape.app.job_context`            the feed, ``sync-orderbooks``,
+                       (``POLYTAPE_ARCHIVE_ENABLED``)              the trade jobs (recording)
 =====================  ==========================================  =============================
 
 Adding a component (an archive writer, a lease manager, a web server, ...): give it a
@@ -44,6 +46,7 @@ import structlog
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from polytape.archive.service import BookArchive
     from polytape.bookfeed.service import BookFeed
     from polytape.books import BookRegistry
     from polytape.clients import ApiClients
@@ -94,7 +97,7 @@ class SignalSink(Closeable, Protocol):
 
 
 # Field names of :class:`Runtime` closed by :meth:`Runtime.aclose`, in this order.
-CLOSE_ORDER: tuple[str, ...] = ("web", "signal_sink")
+CLOSE_ORDER: tuple[str, ...] = ("web", "signal_sink", "archive")
 
 
 @dataclass
@@ -110,6 +113,7 @@ class Runtime:
     web: Closeable | None = None
     worker_id: str | None = None  # this ``polytape run`` process's ``workers`` row
     on_handover: HandoverHook | None = None
+    archive: BookArchive | None = None
 
     async def aclose(self, timeout: float = 10.0) -> None:
         """Close every component in :data:`CLOSE_ORDER`; a failure is logged, never raised."""

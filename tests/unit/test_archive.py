@@ -217,6 +217,9 @@ def test_restart_records_the_unflushed_interval_as_a_gap(tmp_path: Path, clean: 
     again = ArchiveWriter(tmp_path, clock=clock)  # a new process on the same directory
     assert again.seq == seq if clean else again.seq < seq
     start = T0 + 9_000 if clean else T0 + 1_000
+    assert {t: (g.start, g.reason) for t, g in again.open_gaps.items()} == {"T1": (start, reason)}
+    again.record_changes("T2", "C1", T0 + 15_000, T0 + 15_000, [("bid", 0.1, 1.0)])
+    again.flush()  # the first flush persists the recovered gap
     assert [(g["token_id"], g["start"], g["reason"]) for g in open_gaps(tmp_path)] == [("T1", start, reason)]
     again.record_snapshot("T1", "C1", T0 + 20_000, T0 + 20_000, [(0.4, 1.0)], [], "c", True)
     again.flush()

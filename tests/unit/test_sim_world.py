@@ -186,3 +186,23 @@ def test_every_fill_is_priced_inside_the_unit_interval() -> None:
         world.step(now=world.now + 0.3 * (i + 1))
     prices = [f.price for f in world.trades]
     assert prices and all(0 < p < 1 for p in prices)
+
+
+def test_book_history_answers_the_book_at_any_time() -> None:
+    from polytape.sim import World
+
+    world = World(5, keep_book_history=True, now=1_800_000_000.0)
+    token = next(t for t, (cid, _) in world.tokens.items() if world.markets[cid].book is not None)
+    seen: list[tuple[int, object]] = []
+    for i in range(200):
+        world.step(1_800_000_000.0 + i * 0.25)
+        seen.append((int((1_800_000_000.0 + i * 0.25) * 1000), world.book_at(token, 1 << 60)))
+    book = world.books[token]
+    now = (
+        sorted(((float(lv["price"]), float(lv["size"])) for lv in book["bids"]), reverse=True),
+        sorted((float(lv["price"]), float(lv["size"])) for lv in book["asks"]),
+    )
+    assert world.book_at(token, 1 << 60) == now
+    for ts, state in seen:  # the state right after each step is the state at that step's time
+        assert world.book_at(token, ts) == state
+    assert World(5).book_history is None

@@ -25,6 +25,8 @@ from polytape.archive.schema import (
     SORT_KEYS,
     SOURCES_KEY,
     STORED_TYPES,
+    TRADES,
+    dedupe_trades,
     live_files,
     new_name,
     partitions,
@@ -67,6 +69,8 @@ def compact_partition(folder: Path, data_type: str, files: list[Path], result: C
     schema = SCHEMAS[data_type]
     tables = [pq.read_table(p, schema=schema) for p in files]
     merged = pa.concat_tables(tables).sort_by(SORT_KEYS[data_type])
+    if data_type == TRADES:
+        merged = dedupe_trades(merged)
     before = sum(p.stat().st_size for p in files)
     sources = ",".join(p.name for p in files).encode()
     after = write_atomic(

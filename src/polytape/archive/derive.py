@@ -70,6 +70,7 @@ def _derive_token(
     bids: dict[float, float] = {}
     asks: dict[float, float] = {}
     known = False
+    snap_ts = -1  # server time of the snapshot in force (a seed from before ``since`` counts as -1)
     if since is not None:
         start = book_at(root, token_id, since - 1, check_gaps=False)
         if start.found:
@@ -94,7 +95,10 @@ def _derive_token(
         ):
             j += 1
         if snap:
-            bids, asks, known = {}, {}, True
+            bids, asks, known, snap_ts = {}, {}, True, ts
+        elif ts < snap_ts:
+            i = j + 1
+            continue  # older than the snapshot in force: covered by it
         for k in range(i, j + 1):
             levels = bids if cols["side"][k] == "bid" else asks
             amount = cols["amount"][k]

@@ -23,6 +23,7 @@ from polytape.archive.schema import (
     STATE_DIR,
     TIME_COLUMN,
     TRADES,
+    dedupe_trades,
     hour_of,
     live_files,
     partitions,
@@ -102,6 +103,8 @@ def read_table(
     if tokens:
         expr = _and(expr, ds.field("token_id").isin(list(tokens)))
     table = ds.dataset([str(p) for p in paths], schema=schema, format="parquet").to_table(filter=expr)
+    if data_type == TRADES:
+        table = dedupe_trades(table)
     return (
         table.sort_by("seq")
         if data_type == L2
@@ -143,6 +146,15 @@ def writer_states(root: Path) -> list[dict[str, Any]]:
     return out
 
 
+def condition_of(root: Path, token_id: str) -> list[str] | None:
+    """The token's condition id as the writers know it (lets a read skip other markets' row groups)."""
+    for state in writer_states(root):
+        cid = state.get("conditions", {}).get(token_id)
+        if cid:
+            return [str(cid)]
+    return None
+
+
 def gaps_at(root: Path, token_id: str, at: int) -> list[dict[str, Any]]:
     """Gaps of a token (closed or open) that contain the moment ``at``."""
     table = read_table(root, GAPS, tokens=[token_id])
@@ -158,13 +170,14 @@ def book_at(root: Path, token_id: str, at: int, *, check_gaps: bool = True) -> B
     read newest first, one token's rows each, until one holds a snapshot.
     """
     result = BookAt(token_id, at)
+    market = condition_of(root, token_id)
     hours = [(h, f) for h, f in partitions(root, L2) if h <= hour_of(at)]
     tables: list[Any] = []
     for _, folder in reversed(hours):
         files = live_files(folder)
         if not files:
             continue
-        table = read_table(root, L2, until=at + 1, tokens=[token_id], files=files)
+        table = read_table(root, L2, until=at + 1, tokens=[token_id], markets=market, files=files)
         if table.num_rows:
             tables.append(table)
             if pc.any(table.column("is_snapshot")).as_py():
@@ -200,9 +213,13 @@ def _replay(result: BookAt, rows: Any) -> None:
     side = rows.column("side").to_pylist()[start:]
     price = rows.column("price").to_pylist()[start:]
     amount = rows.column("amount").to_pylist()[start:]
+    stamps = rows.column("timestamp").to_pylist()[start:]
+    snap_ts = stamps[0]
     bids: dict[float, float] = {}
     asks: dict[float, float] = {}
-    for s, p, a in zip(side, price, amount, strict=True):
+    for s, p, a, ts in zip(side, price, amount, stamps, strict=True):
+        if ts < snap_ts:
+            continue  # heard after the snapshot but older than it: the snapshot covers it
         levels = bids if s == "bid" else asks
         if a > 0.0:
             levels[p] = a

@@ -77,7 +77,9 @@ GAPS_SCHEMA = pa.schema(
 SCHEMAS: dict[str, Any] = {L2: L2_SCHEMA, TRADES: TRADES_SCHEMA, GAPS: GAPS_SCHEMA}
 TIME_COLUMN = {L2: "timestamp", TRADES: "timestamp", GAPS: "start"}
 SORT_KEYS = {
-    L2: [("token_id", "ascending"), ("seq", "ascending")],
+    # by market then arrival: a market's two mirrored books sit together (they compress
+    # together) and a replay reads only the row groups of its market
+    L2: [("condition_id", "ascending"), ("seq", "ascending")],
     TRADES: [("token_id", "ascending"), ("timestamp", "ascending"), ("seq", "ascending")],
     GAPS: [("token_id", "ascending"), ("start", "ascending"), ("seq", "ascending")],
 }
@@ -148,7 +150,13 @@ def new_name(prefix: str) -> str:
 
 
 def write_atomic(
-    table: Any, folder: Path, name: str, data_type: str, metadata: dict[bytes, bytes] | None = None
+    table: Any,
+    folder: Path,
+    name: str,
+    data_type: str,
+    metadata: dict[bytes, bytes] | None = None,
+    *,
+    level: int = 9,
 ) -> int:
     """Write ``table`` as ``folder/name`` atomically (dot-file, fsync, rename); returns its bytes."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -160,8 +168,9 @@ def write_atomic(
         table,
         tmp,
         compression="zstd",
-        compression_level=9,
-        use_dictionary=[c for c in table.column_names if c not in delta],
+        compression_level=level,
+        # ids repeat (dictionary), hashes rarely do (plain compresses them better)
+        use_dictionary=[c for c in table.column_names if c not in delta and c != "hash"],
         column_encoding=dict.fromkeys(delta, "DELTA_BINARY_PACKED"),
         row_group_size=64 * 1024,
         write_statistics=True,
@@ -180,6 +189,20 @@ def _sync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def dedupe_trades(table: Any) -> Any:
+    """Drop repeated trades (same non-empty ``id``), keeping the first: polls re-read trades."""
+    ids = table.column("id").to_pylist()
+    seen: set[str] = set()
+    keep = []
+    for i, key in enumerate(ids):
+        if key:
+            if key in seen:
+                continue
+            seen.add(key)
+        keep.append(i)
+    return table if len(keep) == len(ids) else table.take(keep)
 
 
 def us_to_iso(us: int | None) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -52,10 +52,15 @@ class BookArchive:
         self._metric_rows = {L2: 0, TRADES: 0, GAPS: 0}
         self._metric_bytes = 0
         self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_settings(cls, settings: Any) -> BookArchive | None:
-        """The archive the settings ask for, or None when it is disabled."""
+    def from_settings(cls, settings: Any, name: str = "job") -> BookArchive | None:
+        """The archive the settings ask for, or None when it is disabled.
+
+        ``name`` names the writer (its files and state): ``run`` for ``polytape run``,
+        ``job`` for one-shot commands, so both can record into one directory at once.
+        """
         if not settings.archive_enabled:
             return None
         return cls(
@@ -63,6 +68,7 @@ class BookArchive:
             flush_seconds=settings.archive_flush_seconds,
             retention_days=settings.archive_retention_days,
             checkpoint_seconds=settings.archive_checkpoint_seconds,
+            name=name,
         )
 
     # ---- the hook: small calls where events are applied -----------------------------------
@@ -86,7 +92,8 @@ class BookArchive:
 
     def record_deltas(
         self,
-        book: OrderBook,
+        token_id: str,
+        condition_id: str,
         ts_ms: int,
         received_at: datetime,
         changes: Iterable[tuple[str, str, str]],
@@ -94,13 +101,28 @@ class BookArchive:
         verified: bool = False,
         connection_id: str = "",
     ) -> None:
-        """Level changes of one message just applied to ``book``: ``(BUY|SELL, price, size)`` text."""
+        """Level changes of one message for one token: ``(BUY|SELL, price, size)`` as served.
+
+        Every change heard is recorded, applied to the live book or not (buffered while a
+        snapshot is in flight, older than the book): replay skips rows older than the
+        snapshot it starts from, so they only shape the history before that snapshot.
+        Changes that do not parse (already rejected by the keeper) are left out.
+        """
+        try:
+            rows = [(_SIDE[side], float(price), float(size)) for side, price, size in changes]
+        except (KeyError, ValueError):
+            rows = []
+            for side, price, size in changes:
+                try:
+                    rows.append((_SIDE[side], float(price), float(size)))
+                except (KeyError, ValueError):
+                    continue
         self.writer.record_changes(
-            book.token_id,
-            book.condition_id,
+            token_id,
+            condition_id,
             ts_ms * 1000,
             datetime_us(received_at),
-            [(_SIDE[s], float(p), float(z)) for s, p, z in changes],
+            rows,
             hash,
             verified,
             connection_id,
@@ -127,22 +149,50 @@ class BookArchive:
         """The token left the universe."""
         self.writer.forget(token_id)
 
-    def record_trade_row(self, row: dict[str, Any], received_at: datetime) -> None:
-        """A trade as stored in the ``trades`` table."""
-        ts = row["trade_ts"]
+    def record_trades(self, rows: Iterable[Mapping[str, Any]], received_at: datetime) -> None:
+        """Trades as written to the ``trades`` table (re-read ones are dropped on reading)."""
+        local = datetime_us(received_at)
+        for row in rows:
+            ts = row["trade_ts"]
+            self.writer.record_trade(
+                row.get("token_id") or "",
+                row.get("condition_id") or "",
+                datetime_us(ts) if isinstance(ts, datetime) else int(ts) * 1_000_000,
+                local,
+                id=row.get("dedupe_key") or "",
+                side=row.get("side") or "",
+                price=float(row.get("price") or 0.0),
+                amount=float(row.get("size") or 0.0),
+                transaction_hash=row.get("transaction_hash") or "",
+                wallet=row.get("wallet") or "",
+                outcome=row.get("outcome") or "",
+                source=row.get("source") or "",
+            )
+
+    def record_last_trade(
+        self,
+        token_id: str,
+        condition_id: str,
+        ts_ms: int,
+        received_at: datetime,
+        price: str,
+        side: str = "",
+        size: str = "",
+        transaction_hash: str | None = None,
+    ) -> None:
+        """A WS ``last_trade_price`` (a trade heard on the market channel)."""
+        key = f"ws:{transaction_hash}:{token_id}:{price}:{size}" if transaction_hash else ""
         self.writer.record_trade(
-            row.get("token_id") or "",
-            row.get("condition_id") or "",
-            datetime_us(ts) if isinstance(ts, datetime) else int(ts) * 1_000_000,
+            token_id,
+            condition_id,
+            ts_ms * 1000,
             datetime_us(received_at),
-            id=row.get("dedupe_key") or "",
-            side=row.get("side") or "",
-            price=float(row.get("price") or 0.0),
-            amount=float(row.get("size") or 0.0),
-            transaction_hash=row.get("transaction_hash") or "",
-            wallet=row.get("wallet") or "",
-            outcome=row.get("outcome") or "",
-            source=row.get("source") or "",
+            id=key,
+            side=side,
+            price=_num(price),
+            amount=_num(size),
+            transaction_hash=transaction_hash or "",
+            source="ws",
         )
 
     def checkpoint(self, books: Iterable[OrderBook], received_at: datetime | None = None) -> int:
@@ -156,6 +206,21 @@ class BookArchive:
         return n
 
     # ---- running ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the flush and upkeep loop in the background (until :meth:`aclose`)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="archive")
+
+    async def aclose(self) -> None:
+        """Stop the loop, flush the rest and mark the state clean (the runtime calls this)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        async with self._lock:
+            await asyncio.to_thread(self.close)
 
     async def run(self) -> None:
         """Flush when due, upkeep every few minutes, until cancelled (then flush)."""
@@ -224,6 +289,13 @@ class BookArchive:
         metrics.ARCHIVE_BYTES.inc(st.bytes - self._metric_bytes)
         self._metric_bytes = st.bytes
         metrics.ARCHIVE_FLUSH_LAG.set(st.last_lag_s)
+
+
+def _num(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0
 
 
 def _us(value: datetime | int) -> int:

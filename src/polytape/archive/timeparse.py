@@ -8,8 +8,10 @@ means UTC; fractional seconds allowed) or epoch milliseconds (``1764338587250``)
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
 _SPAN = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000, "w": 604_800_000_000}
 
@@ -47,8 +49,7 @@ def datetime_us(when: datetime) -> int:
     """An aware (or UTC-naive) datetime → µs since the epoch."""
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    delta = when - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return (when - _EPOCH) // _ONE_US
 
 
 def to_us(value: object) -> int:

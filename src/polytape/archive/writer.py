@@ -41,6 +41,7 @@ import structlog
 from polytape.archive.schema import (
     GAPS,
     GAPS_SCHEMA,
+    HOUR_US,
     L2,
     L2_SCHEMA,
     STATE_DIR,
@@ -54,6 +55,7 @@ from polytape.archive.schema import (
 log = structlog.get_logger("polytape.archive")
 
 BID, ASK = "bid", "ask"
+FLUSH_ZSTD_LEVEL = 1  # fast on the write path; compaction recompresses closed hours harder
 Level = tuple[float, float]  # (price, size)
 
 
@@ -71,14 +73,22 @@ class OpenGap:
 
 
 class _L2Columns:
+    """Buffered ``incremental_book_L2`` rows: per-message fields once, per-level ones per row.
+
+    A message (one snapshot, or one token's changes of a ``price_change``) appends its
+    shared fields once; its levels append side, price and amount. The table expands the
+    message fields over their rows (run-end decoding) when it is built.
+    """
+
     __slots__ = (
         "amount",
+        "base",
         "cond",
         "conn",
+        "ends",
         "hash",
         "local",
         "price",
-        "seq",
         "side",
         "snap",
         "token",
@@ -92,36 +102,70 @@ class _L2Columns:
         self.ts = array("q")
         self.local = array("q")
         self.snap = bytearray()
-        self.side: list[str] = []
-        self.price = array("d")
-        self.amount = array("d")
         self.hash: list[str] = []
         self.ver = bytearray()
         self.conn: list[str] = []
-        self.seq = array("q")
+        self.base = array("q")  # seq of the message's first row minus its row index
+        self.ends = array("i")  # row count after the message (run end)
+        self.side: list[str] = []
+        self.price = array("d")
+        self.amount = array("d")
 
     def __len__(self) -> int:
-        return len(self.seq)
+        return len(self.price)
 
     def table(self) -> Any:
-        n = len(self.seq)
+        n, m = len(self.price), len(self.ends)
+        ends = _numbers(pa.int32(), m, self.ends)
+
+        def expand(values: Any) -> Any:
+            return pc.run_end_decode(pa.RunEndEncodedArray.from_arrays(ends, values))
+
+        seq = pc.add(
+            expand(_numbers(pa.int64(), m, self.base)), _numbers(pa.int64(), n, array("q", range(n)))
+        )
         return pa.Table.from_arrays(
             [
-                pa.array(self.token, pa.string()),
-                pa.array(self.cond, pa.string()),
-                _numbers(pa.int64(), n, self.ts),
-                _numbers(pa.int64(), n, self.local),
-                _bools(self.snap),
+                expand(pa.array(self.token, pa.string())),
+                expand(pa.array(self.cond, pa.string())),
+                expand(_numbers(pa.int64(), m, self.ts)),
+                expand(_numbers(pa.int64(), m, self.local)),
+                expand(_bools(self.snap)),
                 pa.array(self.side, pa.string()),
                 _numbers(pa.float64(), n, self.price),
                 _numbers(pa.float64(), n, self.amount),
-                pa.array(self.hash, pa.string()),
-                _bools(self.ver),
-                pa.array(self.conn, pa.string()),
-                _numbers(pa.int64(), n, self.seq),
+                expand(pa.array(self.hash, pa.string())),
+                expand(_bools(self.ver)),
+                expand(pa.array(self.conn, pa.string())),
+                seq,
             ],
             schema=L2_SCHEMA,
         )
+
+    def message(
+        self,
+        token: str,
+        cond: str,
+        ts: int,
+        local: int,
+        snap: bool,
+        hash: str,
+        ver: bool,
+        conn: str,
+        seq0: int,
+    ) -> None:
+        """Append the shared fields of a message whose rows were just appended (``seq0``: first row's)."""
+        start = self.ends[-1] if self.ends else 0
+        self.token.append(token)
+        self.cond.append(cond)
+        self.ts.append(ts)
+        self.local.append(local)
+        self.snap.append(snap)
+        self.hash.append(hash)
+        self.ver.append(ver)
+        self.conn.append(conn)
+        self.base.append(seq0 - start)
+        self.ends.append(len(self.price))
 
 
 def _numbers(kind: Any, n: int, values: array[Any]) -> Any:
@@ -183,6 +227,8 @@ class ArchiveWriter:
         self.last_ts: dict[str, int] = {}  # token -> newest server time recorded
         self.good_ts: dict[str, int] = {}  # token -> newest verified message or snapshot
         self.last_snapshot: dict[str, int] = {}  # token -> local time of its newest snapshot row
+        self.changed: set[str] = set()  # tokens with level changes since their newest snapshot
+        self.conditions: dict[str, str] = {}  # token -> condition id (readers use it to prune)
         self.open_gaps: dict[str, OpenGap] = {}
         self.stats = FlushStats()
         self._l2 = _L2Columns()
@@ -190,7 +236,7 @@ class ArchiveWriter:
         self._gaps: list[dict[str, Any]] = []
         self._oldest_unflushed: int | None = None
         self._closed = False
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._used = False  # nothing is written (not even the state) before the first row
         self._state_path = self.root / STATE_DIR / f"{name}.json"
         self._recover()
 
@@ -212,33 +258,26 @@ class ArchiveWriter:
     ) -> None:
         """A full book that replaces the previous one (``heal=False`` for a checkpoint)."""
         c = self._l2
-        start = len(c.seq)
-        seq = self.seq
+        n = 0
         for side, levels in ((BID, bids), (ASK, asks)):
-            for price, size in levels:
-                seq += 1
-                c.side.append(side)
-                c.price.append(price)
-                c.amount.append(size)
-                c.seq.append(seq)
-        if len(c.seq) == start:  # an empty book still marks the reset
-            seq += 1
+            levels = levels if isinstance(levels, list) else list(levels)
+            if levels:
+                prices, sizes = zip(*levels, strict=False)
+                c.price.extend(prices)
+                c.amount.extend(sizes)
+                c.side.extend([side] * len(levels))
+                n += len(levels)
+        if not n:  # an empty book still marks the reset
             c.side.append(BID)
             c.price.append(0.0)
             c.amount.append(0.0)
-            c.seq.append(seq)
-        n = len(c.seq) - start
-        self.seq = seq
-        c.token.extend([token_id] * n)
-        c.cond.extend([condition_id] * n)
-        c.ts.extend(array("q", [ts_us]) * n)
-        c.local.extend(array("q", [local_us]) * n)
-        c.snap.extend(b"\x01" * n)
-        c.hash.extend([hash] * n)
-        c.ver.extend((b"\x01" if verified else b"\x00") * n)
-        c.conn.extend([connection_id] * n)
+            n = 1
+        c.message(token_id, condition_id, ts_us, local_us, True, hash, verified, connection_id, self.seq + 1)
+        self.seq += n
         self.last_ts[token_id] = ts_us
         self.last_snapshot[token_id] = local_us
+        self.changed.discard(token_id)
+        self.conditions[token_id] = condition_id
         if heal:
             self.good_ts[token_id] = ts_us
             gap = self.open_gaps.pop(token_id, None)
@@ -260,28 +299,19 @@ class ArchiveWriter:
         connection_id: str = "",
     ) -> None:
         """Level updates of one message for one token: ``(side, price, new size)``, 0 removes."""
-        c = self._l2
-        start = len(c.seq)
-        seq = self.seq
-        for side, price, size in changes:
-            seq += 1
-            c.side.append(side)
-            c.price.append(price)
-            c.amount.append(size)
-            c.seq.append(seq)
-        n = len(c.seq) - start
+        rows = changes if isinstance(changes, list) else list(changes)
+        n = len(rows)
         if not n:
             return
-        self.seq = seq
-        c.token.extend([token_id] * n)
-        c.cond.extend([condition_id] * n)
-        c.ts.extend(array("q", [ts_us]) * n)
-        c.local.extend(array("q", [local_us]) * n)
-        c.snap.extend(b"\x00" * n)
-        c.hash.extend([hash] * n)
-        c.ver.extend((b"\x01" if verified else b"\x00") * n)
-        c.conn.extend([connection_id] * n)
+        c = self._l2
+        sides, prices, sizes = zip(*rows, strict=False)  # strict=True costs a check per row
+        c.side.extend(sides)
+        c.price.extend(prices)
+        c.amount.extend(sizes)
+        c.message(token_id, condition_id, ts_us, local_us, False, hash, verified, connection_id, self.seq + 1)
+        self.seq += n
         self.last_ts[token_id] = ts_us
+        self.changed.add(token_id)
         if verified:
             self.good_ts[token_id] = ts_us
         self._touch(local_us)
@@ -360,8 +390,9 @@ class ArchiveWriter:
     def forget(self, token_id: str) -> None:
         """The token left the universe: close its open gap, drop its bookkeeping."""
         self.close_gap(token_id)
-        for d in (self.last_ts, self.good_ts, self.last_snapshot):
+        for d in (self.last_ts, self.good_ts, self.last_snapshot, self.conditions):
             d.pop(token_id, None)
+        self.changed.discard(token_id)
 
     def _add_gap(self, token_id: str, start: int, end: int, reason: str, healed_by: int | None) -> None:
         self.seq += 1
@@ -380,8 +411,14 @@ class ArchiveWriter:
     # ---- checkpoints -------------------------------------------------------------------
 
     def checkpoint_due(self, token_id: str, local_us: int) -> bool:
-        """True when the token's newest snapshot row is older than the checkpoint interval."""
-        return local_us - self.last_snapshot.get(token_id, 0) >= self.checkpoint_us
+        """True when a replay of the token would start too far back.
+
+        That is: its newest snapshot is older than the checkpoint interval and it changed
+        since, or that snapshot is over an hour old (a replay then reads at most the
+        current and the previous hour).
+        """
+        age = local_us - self.last_snapshot.get(token_id, 0)
+        return age >= self.checkpoint_us and (token_id in self.changed or age >= HOUR_US)
 
     # ---- flushing ------------------------------------------------------------------------
 
@@ -414,6 +451,8 @@ class ArchiveWriter:
         batch gets a gap (reason ``archive_write``) from its last good time, and the
         error is raised for the caller to log.
         """
+        if not self._used:
+            return 0
         written = 0
         try:
             if len(batch.l2):
@@ -447,9 +486,11 @@ class ArchiveWriter:
         """Flush everything and mark the state clean (the next start records a ``stopped`` gap)."""
         if self._closed:
             return
+        self._closed = True
+        if not self._used:
+            return  # this process recorded nothing: the directory stays as it was
         self.flush()
         self._write_state(self._state(clean=True))
-        self._closed = True
 
     def _write_type(self, data_type: str, table: Any) -> int:
         time_col = "start" if data_type == GAPS else "timestamp"
@@ -462,13 +503,15 @@ class ArchiveWriter:
             if part.num_rows == 0:
                 continue
             folder = partition_dir(self.root, data_type, hour)
-            written += write_atomic(part, folder, new_name(f"{self.name}-{first_seq:015d}"), data_type)
+            name = new_name(f"{self.name}-{first_seq:015d}")
+            written += write_atomic(part, folder, name, data_type, level=FLUSH_ZSTD_LEVEL)
             self.stats.files += 1
         return written
 
     # ---- state ------------------------------------------------------------------------
 
     def _touch(self, local_us: int) -> None:
+        self._used = True
         if self._oldest_unflushed is None:
             self._oldest_unflushed = local_us
 
@@ -478,6 +521,7 @@ class ArchiveWriter:
             "written_at": self.clock(),
             "clean": clean,
             "tokens": dict(self.last_ts),
+            "conditions": dict(self.conditions),
             "open_gaps": {t: [g.start, g.reason] for t, g in self.open_gaps.items()},
         }
 
@@ -506,14 +550,13 @@ class ArchiveWriter:
         for token_id, (start, reason) in state.get("open_gaps", {}).items():
             self.open_gaps[token_id] = OpenGap(int(start), str(reason))
         reason = "stopped" if state.get("clean") else "crash"
+        self.conditions.update(state.get("conditions", {}))
         for token_id, ts in state.get("tokens", {}).items():
             if token_id not in self.open_gaps:
                 self.open_gaps[token_id] = OpenGap(int(ts), reason)
             self.last_ts[token_id] = int(ts)
         if self.open_gaps:
             log.info(f"archive resumes after a {reason}", tokens=len(self.open_gaps), seq=self.seq)
-        # the state now says "not clean" until the next flush proves otherwise
-        self._write_state(self._state(clean=False))
 
 
 def book_levels(levels: dict[float, tuple[str, str]]) -> list[Level]:

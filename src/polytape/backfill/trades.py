@@ -148,6 +148,8 @@ async def run_backfill(
                 _write, page=page, bad=bad_answer_rows(pager, "v1", now), key=key, position=position
             )
             position.trades += await ctx.store.awrite(partial(write, clear=clears_gaps, now=now))
+            if ctx.runtime.archive is not None:
+                ctx.runtime.archive.record_trades(page.rows, now)
             report.progress(position.end - position.hi, stats(position))
         if not position.finished:  # finished without a page (the window was cut empty)
             _advance(position, pager, pages=0)

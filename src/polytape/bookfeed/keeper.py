@@ -32,6 +32,7 @@ from collections import Counter, deque
 from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -52,6 +53,9 @@ from polytape.normalize.books import (
     timestamp_ms,
 )
 
+if TYPE_CHECKING:
+    from polytape.archive.service import BookArchive
+
 log = structlog.get_logger("polytape.bookfeed")
 
 RESUBSCRIBE_AFTER = 3  # consecutive mismatches of one token before resubscribing it
@@ -60,6 +64,7 @@ SAMPLE_WINDOW = timedelta(minutes=1)
 MAX_BUFFERED = 5_000  # buffered messages per token; older ones are covered by the snapshot
 LTP = "LTP"  # pseudo side of a buffered last_trade_price
 
+GAP_REASONS = {"reconnect": "disconnect"}  # resync reason -> the archive's gap reason
 BufferedChange = tuple[str, str, str, str | None]  # side, price, size, hash
 
 
@@ -104,7 +109,16 @@ def _type_name(msg: Message) -> str:
 class BookKeeper:
     """Turns frames and snapshots into book state (see the module notes)."""
 
-    def __init__(self, registry: BookRegistry, *, verify: bool = True, verify_within: float = 0.0) -> None:
+    def __init__(
+        self,
+        registry: BookRegistry,
+        *,
+        verify: bool = True,
+        verify_within: float = 0.0,
+        archive: BookArchive | None = None,
+    ) -> None:
+        self.archive = archive  # records every event heard (polytape.archive)
+        self._conn = ""  # the connection of the frame being handled (archive rows name it)
         self.registry = registry
         self.verify = verify
         self.verify_within = verify_within
@@ -124,7 +138,11 @@ class BookKeeper:
     # ---- frames --------------------------------------------------------------------------
 
     def handle_frame(
-        self, frame: str | bytes, received_at: datetime, owned: Container[str] | None = None
+        self,
+        frame: str | bytes,
+        received_at: datetime,
+        owned: Container[str] | None = None,
+        connection_id: str = "",
     ) -> set[str]:
         """Apply every message of one frame; returns the tokens whose levels changed.
 
@@ -135,6 +153,7 @@ class BookKeeper:
         """
         changed: set[str] = set()
         stats = self.stats
+        self._conn = connection_id
         for item in decode_frame(frame):
             if type(item) is PriceChangeMsg:  # the bulk of the traffic: straight in
                 stats.messages_total += 1
@@ -162,7 +181,7 @@ class BookKeeper:
         elif isinstance(msg, BookMsg):
             self._on_book(msg, received_at, changed)
         elif isinstance(msg, LastTradePriceMsg):
-            self._on_last_trade(msg)
+            self._on_last_trade(msg, received_at)
         elif isinstance(msg, TickSizeChangeMsg):
             if self.registry.is_tracked(msg.asset_id):
                 self.registry.discard(msg.asset_id)
@@ -212,6 +231,8 @@ class BookKeeper:
         elif token_id in self.wanted:
             self._forget_heal(token_id)  # a full snapshot is the heal
         self._expect(book, msg.hash, received_at.timestamp())
+        if self.archive is not None:
+            self.archive.record_book(book, received_at, self._conn)
         changed.add(token_id)
 
     def _on_price_change(
@@ -226,11 +247,14 @@ class BookKeeper:
         follows = self.registry.conditions if owned is None else owned
         held: dict[str, Buffered] = {}
         last: dict[str, ChangeV2 | LevelChange] = {}
+        archived: dict[str, list[tuple[str, str, str]]] | None = None if self.archive is None else {}
         bad = False
         for ch in level_changes(msg):
             token_id = ch.asset_id
             if token_id not in follows:
                 continue
+            if archived is not None:  # every change heard is history, applied now or not
+                archived.setdefault(token_id, []).append((ch.side, ch.price, ch.size))
             if token_id in buffers:
                 entry = held.get(token_id)
                 if entry is None:
@@ -257,8 +281,16 @@ class BookKeeper:
             book.received_at = received_at
             last[token_id] = ch
             changed.add(token_id)
-        if not (last and self.verify):
-            return
+        if last and self.verify:
+            self._verify_last(last, ts_ms, received_at)
+        if archived:
+            self._archive_deltas(archived, last, ts_ms, received_at)
+
+    def _verify_last(
+        self, last: dict[str, ChangeV2 | LevelChange], ts_ms: int, received_at: datetime
+    ) -> None:
+        """Check (or schedule the check of) each token's hash after a ``price_change``."""
+        books = self.registry.books
         if self.verify_within <= 0 or self.unverifiable:
             now_s = received_at.timestamp()
             for token_id, ch in last.items():
@@ -282,12 +314,46 @@ class BookKeeper:
                 self.stats.top_mismatches += 1
                 self._settle(book)
 
+    def _archive_deltas(
+        self,
+        archived: dict[str, list[tuple[str, str, str]]],
+        last: dict[str, ChangeV2 | LevelChange],
+        ts_ms: int,
+        received_at: datetime,
+    ) -> None:
+        """One archive message per token; ``verified`` only when this very state was checked."""
+        assert self.archive is not None
+        books = self.registry.books
+        for token_id, changes in archived.items():
+            book = books.get(token_id)
+            ch = last.get(token_id)
+            digest = (ch.hash if ch is not None else None) or ""
+            verified = bool(digest) and book is not None and book.verified
+            condition_id = book.condition_id if book is not None else self.registry.condition_of(token_id)
+            self.archive.record_deltas(
+                token_id, condition_id, ts_ms, received_at, changes, digest, verified, self._conn
+            )
+
     def _reject_once(self, msg: PriceChangeMsg, exc: ValueError, received_at: datetime) -> bool:
         self.reject(Rejected("invalid:price_change", f"absurd level: {exc}", _raw(msg)), received_at)
         return True
 
-    def _on_last_trade(self, msg: LastTradePriceMsg) -> None:
+    def _on_last_trade(self, msg: LastTradePriceMsg, received_at: datetime) -> None:
         token_id = msg.asset_id
+        if self.archive is not None and self.registry.is_tracked(token_id):
+            try:
+                self.archive.record_last_trade(
+                    token_id,
+                    msg.market,
+                    timestamp_ms(msg.timestamp),
+                    received_at,
+                    msg.price,
+                    msg.side,
+                    msg.size,
+                    msg.transaction_hash,
+                )
+            except ValueError:
+                pass  # an unreadable timestamp: the trade is not archived
         if token_id in self.buffers:
             try:
                 ts_ms = timestamp_ms(msg.timestamp)
@@ -380,6 +446,8 @@ class BookKeeper:
             return
         self.wanted[token_id] = reason
         self.stats.resyncs[reason] += 1
+        if self.archive is not None:  # the history may differ from the venue until the heal
+            self.archive.open_gap(token_id, GAP_REASONS.get(reason, reason))
 
     def _forget_heal(self, token_id: str) -> None:
         self.wanted.pop(token_id, None)
@@ -387,6 +455,8 @@ class BookKeeper:
 
     def forget(self, token_id: str) -> None:
         """A token left the universe: drop its book and any pending heal."""
+        if self.archive is not None:
+            self.archive.forget(token_id)
         self.registry.untrack(token_id)
         self._forget_heal(token_id)
         self.in_flight.discard(token_id)
@@ -441,6 +511,8 @@ class BookKeeper:
                 self.reject(Rejected("invalid:book", f"absurd /book: {exc}", _raw(msg)), received_at)
                 return set()
             self._verify_rest(book, msg.hash)
+            if self.archive is not None:
+                self.archive.record_book(book, received_at, "rest")
             buf = _not_covered(buf, msg.hash, rest_ms)
         else:  # our book is newer than the answer: keep it, learn the REST-only fields
             self.settle(book)
@@ -482,6 +554,19 @@ class BookKeeper:
                 last = digest
             if last is not None and entry.ts_ms > book.snapshot_ms:
                 self._expect(book, last, now_s)
+            if self.archive is not None:  # after the snapshot, in order (replay skips older rows)
+                changes = [(c[0], c[1], c[2]) for c in entry.changes if c[0] != LTP]
+                verified = last is not None and book.verified
+                self.archive.record_deltas(
+                    book.token_id,
+                    book.condition_id,
+                    entry.ts_ms,
+                    received_at,
+                    changes,
+                    last or "",
+                    verified,
+                    "rest",
+                )
         if buf:
             book.received_at = received_at
 

@@ -92,8 +92,12 @@ class BookFeed:
         self.token_source = token_source
         self.ramp = ConnectRamp(settings.ws_connects_per_second)
         self.splits = 0
+        self.archive = self.runtime.archive
         self.keeper = BookKeeper(
-            self.registry, verify=settings.ws_verify_hashes, verify_within=settings.book_verify_seconds
+            self.registry,
+            verify=settings.ws_verify_hashes,
+            verify_within=settings.book_verify_seconds,
+            archive=self.archive,
         )
         self.healer = Healer(
             self.keeper,
@@ -169,6 +173,8 @@ class BookFeed:
         self.keeper.verify_due(self.clock())  # quiet books' deferred hash checks
         if self.token_source is not None and not self.token_source.current():
             return  # our leases may have gone to another worker: write nothing until renewed
+        if self.archive is not None:
+            self.archive.checkpoint(self.registry.books.values(), self.clock())
         await self.writer.flush()
         self._export_metrics()
 
@@ -180,7 +186,11 @@ class BookFeed:
     # ---- frames ----------------------------------------------------------------------------
 
     def _on_frame(self, channel: MarketChannel, text: str) -> None:
-        self._notify(self.keeper.handle_frame(text, self.clock(), channel.assets))
+        self._notify(
+            self.keeper.handle_frame(
+                text, self.clock(), channel.assets, f"{channel.name}.{channel.reconnects}"
+            )
+        )
 
     def _on_connect(self, channel: MarketChannel, is_reconnect: bool) -> None:
         if not is_reconnect:

@@ -108,6 +108,8 @@ async def run(ctx: JobContext) -> JobResult:
                 partial(_write_page, page=page, bad=bad, final=final, now=received)
             )
             finished = final is not None
+            if ctx.runtime.archive is not None:
+                ctx.runtime.archive.record_trades(page.rows, received)
             result.rows_written += written
             result.count("seen", len(page.rows))
             result.count("rejected", len(page.rejected))

@@ -41,6 +41,7 @@ async def run(ctx: JobContext) -> JobResult:
     batch = BookWrite()
     rejects = [rejected_row(SOURCE, r.reason, r.raw, now) for r in got.rejected]
     corrupted = 0
+    archive = ctx.runtime.archive
     for token_id, msg in got.books.items():
         book = OrderBook(token_id, tokens.get(token_id, msg.market))
         try:
@@ -50,6 +51,8 @@ async def run(ctx: JobContext) -> JobResult:
             continue
         if ctx.settings.ws_verify_hashes and book.verify(msg.hash) == "corrupted":
             corrupted += 1
+        if archive is not None:
+            archive.record_book(book, now, "poll")
         batch.add(book, now)
 
     def write(tx: Tx) -> int:

@@ -58,6 +58,7 @@ class World:
         history_days: float = 3.0,
         trades_per_day: int = 1500,
         now: float | None = None,
+        keep_book_history: bool = False,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -77,6 +78,13 @@ class World:
         self._seq = 0
         self._listeners: list[Listener] = []
         self._generate_history(history_days, trades_per_day)
+        # condition id -> [(server ms, book copy or None)], in the order the changes happened
+        self.book_history: dict[str, list[tuple[int, Book | None]]] | None = None
+        if keep_book_history:
+            self.book_history = {}
+            for market in self.markets.values():
+                if market.book is not None:
+                    self._remember(market)
 
     # ---- listeners -------------------------------------------------------------
 
@@ -239,6 +247,38 @@ class World:
 
     # ---- books -----------------------------------------------------------------
 
+    def _remember(self, market: Market) -> None:
+        """Keep the market's book as it is now (when ``keep_book_history``)."""
+        if self.book_history is None:
+            return
+        book = market.book
+        ts = book.timestamp_ms if book is not None else int(self.now * 1000)
+        self.book_history.setdefault(market.condition_id, []).append(
+            (ts, book.copy() if book is not None else None)
+        )
+
+    def book_at(
+        self, token_id: str, ts_ms: int
+    ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]] | None:
+        """The token's book at server time ``ts_ms`` (every change up to and including it).
+
+        Bids best (highest) first, asks best (lowest) first; None when the token had no
+        book then. Needs ``World(keep_book_history=True)``.
+        """
+        if self.book_history is None:
+            raise RuntimeError("World(keep_book_history=True) keeps the history book_at reads")
+        market, index = self.market_of_token(token_id)
+        history = self.book_history.get(market.condition_id, [])
+        i = bisect.bisect_right(history, ts_ms, key=lambda entry: entry[0]) - 1
+        if i < 0 or history[i][1] is None:
+            return None
+        book = history[i][1]
+        assert book is not None
+        served_bids, served_asks = book.levels(index)
+        bids = sorted(((float(lv["price"]), float(lv["size"])) for lv in served_bids), reverse=True)
+        asks = sorted((float(lv["price"]), float(lv["size"])) for lv in served_asks)
+        return bids, asks
+
     def _apply_changes(
         self, market: Market, changes: Sequence[tuple[str, Decimal, Decimal]], ts_ms: int
     ) -> PriceChangeEvent:
@@ -272,6 +312,7 @@ class World:
                         best_ask=fmt_decimal(ask) if ask is not None else "0",
                     )
                 )
+        self._remember(market)
         return PriceChangeEvent(market.condition_id, ts_ms, tuple(out))
 
     def _check_tick(self, market: Market, ts_ms: int) -> None:
@@ -315,6 +356,7 @@ class World:
                 self._emit(event)
         else:
             book.bids, book.asks, book.timestamp_ms = new_bids, new_asks, ts_ms
+            self._remember(market)
             if emit == "book":
                 self._emit(BookEvent(market.condition_id))
         self._check_tick(market, ts_ms)
@@ -376,6 +418,8 @@ class World:
         market = self.markets[condition_id]
         when = time.time() if ts is None else ts
         resolve(market, when, winner_index)
+        if self.book_history is not None:
+            self.book_history.setdefault(condition_id, []).append((int(when * 1000), None))
         event = self.events[market.event_id]
         if all(self.markets[cid].closed for cid in event.market_ids):
             event.closed, event.closed_ts = True, when
