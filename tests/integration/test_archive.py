@@ -27,7 +27,7 @@ FAST = {
     "ws_silence_timeout_seconds": 1.5,
     "ws_reconnect_max_seconds": 0.3,
     "ws_ping_interval_seconds": 0.5,
-    "book_persist_interval_seconds": 0.2,
+    "book_write_seconds": 0.2,
     "archive_flush_seconds": 0.3,
     "archive_checkpoint_seconds": 2.0,
     "max_tracked_markets": 8,
