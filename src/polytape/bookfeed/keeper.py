@@ -28,6 +28,7 @@ settles pending checks before it persists a book.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter, deque
 from collections.abc import Container
 from dataclasses import dataclass, field
@@ -341,7 +342,7 @@ class BookKeeper:
     def _on_last_trade(self, msg: LastTradePriceMsg, received_at: datetime) -> None:
         token_id = msg.asset_id
         if self.archive is not None and self.registry.is_tracked(token_id):
-            try:
+            with contextlib.suppress(ValueError):  # an unreadable timestamp: the trade is not archived
                 self.archive.record_last_trade(
                     token_id,
                     msg.market,
@@ -352,8 +353,6 @@ class BookKeeper:
                     msg.size,
                     msg.transaction_hash,
                 )
-            except ValueError:
-                pass  # an unreadable timestamp: the trade is not archived
         if token_id in self.buffers:
             try:
                 ts_ms = timestamp_ms(msg.timestamp)
