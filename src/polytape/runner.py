@@ -128,6 +128,8 @@ class Runner:
         self.worker_id = new_worker_id()
         ctx.runtime.worker_id = self.worker_id
         self.leases = WorkerLeases(self.settings, self.store, self.worker_id, ctx.clock, ctx.runtime)
+        if ctx.runtime.archive is not None:  # tokens taken over are gaps until their first snapshot
+            ctx.runtime.on_handover = ctx.runtime.archive.record_handovers
 
     # --- lifecycle ----------------------------------------------------------------
     async def run(self) -> None:

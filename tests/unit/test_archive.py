@@ -437,3 +437,20 @@ def test_cli_replay_export_coverage(tmp_path: Path) -> None:
         "coverage", "--since", str(T0 // 1000), "--until", str(T0 // 1000 + 3_600_000), env=env
     )
     assert proc.returncode == 0 and "T1" in proc.stdout and "100.00%" in proc.stdout, proc.stdout
+
+
+def test_handovers_are_gaps_until_the_first_snapshot(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from polytape.archive.service import BookArchive
+    from polytape.store.workers import Handover
+
+    archive = BookArchive(tmp_path)
+    since = datetime.fromtimestamp((T0 + 1_000_000) / 1e6, UTC)
+    archive.record_handovers([Handover("T1", since, "w-old", "worker died")], datetime.now(UTC))
+    archive.writer.record_snapshot("T1", "C1", T0 + 5_000_000, T0 + 5_000_000, [(0.4, 1.0)], [], "h", True)
+    archive.close()
+    gaps = polytape.archive.open(tmp_path).gaps().to_pylist()
+    assert [(g["start"], g["end"], g["reason"]) for g in gaps] == [
+        (T0 + 1_000_000, T0 + 5_000_000, "handover")
+    ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,12 @@ class BookArchive:
         self.writer.record_gap(
             token_id, _us(start), _us(end), reason, None if healed_by is None else _us(healed_by)
         )
+
+    def record_handovers(self, handovers: Sequence[Any], until: datetime) -> None:
+        """Tokens this worker took over (``runtime.on_handover``): each is a gap from the
+        earlier owner's last recording (``since``) to this worker's first snapshot of it."""
+        for h in handovers:
+            self.writer.open_gap(h.token_id, "handover", datetime_us(h.since))
 
     def open_gap(self, token_id: str, reason: str) -> None:
         """The token's history may be wrong from its last good time until its next heal."""
