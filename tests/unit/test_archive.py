@@ -454,3 +454,84 @@ def test_handovers_are_gaps_until_the_first_snapshot(tmp_path: Path) -> None:
     assert [(g["start"], g["end"], g["reason"]) for g in gaps] == [
         (T0 + 1_000_000, T0 + 5_000_000, "handover")
     ]
+
+
+def test_cli_exports_database_types(tmp_path: Path, sqlite_url: str) -> None:
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+
+    from polytape.store import Store
+    from polytape.store.schema import market_metrics_ts, signal_events
+
+    store = Store.open(sqlite_url)
+    at = datetime(2026, 11, 28, 14, 0, tzinfo=UTC)
+    store.write(
+        lambda tx: tx.execute(
+            sa.insert(market_metrics_ts),
+            [
+                {"condition_id": "0xc1", "ts": at, "open_interest": 1234.5},
+                {"condition_id": "0xc2", "ts": at, "open_interest": 99.0},
+            ],
+        )
+    )
+    store.write(
+        lambda tx: tx.execute(
+            sa.insert(signal_events),
+            [
+                {
+                    "dedupe_key": "k",
+                    "signal_type": "large_trade",
+                    "condition_id": "0xc1",
+                    "token_id": "T1",
+                    "detected_at": at,
+                    "score": 2.5,
+                    "payload": {"usd": 12000},
+                },
+            ],
+        )
+    )
+    store.close()
+    env = {"POLYTAPE_DATABASE_URL": sqlite_url, "POLYTAPE_ARCHIVE_DIR": str(tmp_path / "none")}
+    since, until = "2026-11-28T13:00Z", "2026-11-28T15:00Z"
+    oi = tmp_path / "oi.csv"
+    proc = polytape_cli(
+        "export",
+        "open_interest",
+        "--since",
+        since,
+        "--until",
+        until,
+        "--market",
+        "0xc1",
+        "--out",
+        str(oi),
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    us = 1_795_874_400_000_000  # 2026-11-28T14:00Z
+    assert oi.read_text().splitlines() == [
+        "exchange,symbol,timestamp,open_interest",
+        f"polymarket,0xc1,{us},1234.5",
+    ]
+    sig = tmp_path / "s.parquet"
+    proc = polytape_cli(
+        "export",
+        "signals",
+        "--since",
+        since,
+        "--until",
+        until,
+        "--format",
+        "parquet",
+        "--out",
+        str(sig),
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = pq.read_table(sig).to_pylist()
+    assert [(r["signal_type"], r["symbol"], r["timestamp"], json.loads(r["payload"])) for r in rows] == [
+        ("large_trade", "T1", us, {"usd": 12000})
+    ]
+    bad = polytape_cli("export", "nonsense", "--since", "1h", "--out", str(oi), env=env)
+    assert bad.returncode == 2 and "unknown data type" in bad.stderr
