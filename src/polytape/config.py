@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     trades_initial_lookback_hours: float = Field(24.0, gt=0)
     trades_max_pages: int = Field(20, ge=1)
     trades_offset_cap: int = Field(3000, ge=1)
+    trade_max_size: float = Field(1e9, gt=0)
+    """A trade of more shares than this is rejected as implausible."""
+    trade_max_usd: float = Field(1e8, gt=0)
+    """A trade worth more USD than this is rejected as implausible."""
     backfill_requests_per_second: float = Field(5.0, gt=0)
 
     # --- open interest -----------------------------------------------------

@@ -24,7 +24,13 @@ class ConfigError(PolytapeError):
 
 
 class PayloadError(PolytapeError):
-    """A payload could not be decoded or did not have the expected shape."""
+    """A payload could not be decoded or did not have the expected shape.
+
+    ``raw`` is the start of the answer (empty when there is none to keep), so that the
+    job can keep it once in ``rejected_payloads``.
+    """
+
+    raw: str = ""
 
 
 class BackfillFailed(PolytapeError):
@@ -109,7 +115,9 @@ class TransportError(ApiError):
 
 
 class ResponseTooLarge(ApiError):
-    """The response body was larger than the configured cap."""
+    """The response body was larger than the configured cap (``raw``: its first bytes)."""
+
+    raw: str = ""
 
 
 class RetriesExhausted(ApiError):

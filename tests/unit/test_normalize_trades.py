@@ -214,3 +214,31 @@ def test_open_interest_rows_gaps_and_rejects() -> None:
         "missing or bad market: None",
     ]
     assert batch.unexpected == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"price": 1e-300}, "outside the tick grid's range"),
+        ({"price": 1.0}, "outside the tick grid's range"),
+        ({"price": 0.99995}, "outside the tick grid's range"),
+        ({"size": 9.9e9, "price": 0.49}, "size is absurd"),
+        ({"size": 5e8, "price": 0.5}, "usd value is absurd"),
+    ],
+)
+def test_implausible_values_are_rejected(change: dict[str, Any], needle: str) -> None:
+    """Issue 12 item 5: a $4.85 B trade or a price of 1e-300 is not stored."""
+    raw = {**load("data_trades.json")[0], **change}
+    page = normalize_trades([raw], NOW, SOURCE_V1)
+    assert not page.rows and len(page.rejected) == 1 and needle in page.rejected[0].reason
+
+
+def test_trade_ceilings_are_settable() -> None:
+    from polytape.normalize.trades import TradeLimits
+
+    raw = {**load("data_trades.json")[0], "size": 1000.0, "price": 0.5}
+    assert normalize_trades([raw], NOW, SOURCE_V1).rows
+    page = normalize_trades([raw], NOW, SOURCE_V1, limits=TradeLimits(max_size=1e9, max_usd=100.0))
+    assert not page.rows and "usd value is absurd" in page.rejected[0].reason
+    page = normalize_trades([raw], NOW, SOURCE_V1, limits=TradeLimits(max_size=999.0))
+    assert not page.rows and "size is absurd" in page.rejected[0].reason

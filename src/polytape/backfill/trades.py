@@ -30,7 +30,7 @@ from typing import Any
 from polytape.backfill import Pacer, Reporter, SilentReporter, parse_since
 from polytape.errors import ApiError, BackfillFailed, ConfigError, PayloadError
 from polytape.ingest.trades import bad_answer_rows, log_rejects, window_pages
-from polytape.normalize.trades import SOURCE_BACKFILL, TradesPage, normalize_trades
+from polytape.normalize.trades import SOURCE_BACKFILL, TradeLimits, TradesPage, normalize_trades
 from polytape.paging import TradeWindowPager
 from polytape.runtime import JobContext
 from polytape.store.core import Tx
@@ -140,9 +140,10 @@ async def run_backfill(
     try:
         async for items in pages:
             now = ctx.clock()
-            page = normalize_trades(items, now, SOURCE_BACKFILL)
+            limits = TradeLimits(s.trade_max_size, s.trade_max_usd)
+            page = normalize_trades(items, now, SOURCE_BACKFILL, limits=limits)
             page.rows = [r for r in page.rows if min_usd is None or r["usd_value"] >= min_usd]
-            log_rejects(page)
+            log_rejects(page, len(items))
             _advance(position, pager, pages=1)
             write = partial(
                 _write, page=page, bad=bad_answer_rows(pager, "v1", now), key=key, position=position

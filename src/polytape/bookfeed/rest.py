@@ -12,8 +12,10 @@ from typing import Any
 
 import structlog
 
+from polytape import normalize
 from polytape.clients.clob import ClobClient
-from polytape.errors import ApiError, ClientError
+from polytape.errors import ApiError, ClientError, PayloadError
+from polytape.ingest.rejects import bad_answer
 from polytape.normalize.books import BookMsg, Rejected, parse_rest_book
 
 log = structlog.get_logger("polytape.books.rest")
@@ -31,6 +33,8 @@ class RestBooks:
     failed: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     fallback_batches: int = 0
+    bad_answers: list[normalize.Rejected] = field(default_factory=list)
+    """Whole answers that could not be used (not JSON, over the size cap), each kept once."""
 
 
 async def fetch_books(clob: ClobClient, token_ids: Sequence[str], batch_size: int) -> RestBooks:
@@ -47,9 +51,12 @@ async def fetch_books(clob: ClobClient, token_ids: Sequence[str], batch_size: in
             log.warning("POST /books refused; GET /book instead", status=exc.status, detail=exc.detail)
             out.fallback_batches += 1
             raw = await _one_by_one(clob, batch, out)
-        except ApiError as exc:
+        except (ApiError, PayloadError) as exc:
             out.failed.extend(batch)
             out.errors.append(f"POST /books: {type(exc).__name__}: {exc}")
+            kept = bad_answer(exc, "clob.books")
+            if kept is not None:
+                out.bad_answers.append(kept)
             continue
         _collect(batch, raw, out)
     return out
@@ -62,7 +69,7 @@ async def _one_by_one(clob: ClobClient, batch: Sequence[str], out: RestBooks) ->
         async with gate:
             try:
                 return await clob.book(token_id)
-            except ApiError as exc:
+            except (ApiError, PayloadError) as exc:
                 out.failed.append(token_id)
                 out.errors.append(f"GET /book {token_id}: {type(exc).__name__}: {exc}")
                 return None

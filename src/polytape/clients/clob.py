@@ -9,6 +9,9 @@ from polytape.errors import ClientError
 from polytape.http import HttpClient, expect_dict, expect_list
 
 BOOKS_BATCH = 500  # the API's maximum of tokens per POST /books
+# Size caps per endpoint: a deep real book is about 40 kB, so 500 of them stay far below.
+BOOK_MAX_BYTES = 2_000_000
+BOOKS_MAX_BYTES = 32_000_000
 
 
 class ClobClient:
@@ -20,7 +23,7 @@ class ClobClient:
     async def book(self, token_id: str) -> dict[str, Any] | None:
         """``/book`` of one token, or None when the API says no order book exists for it."""
         try:
-            data = await self.http.get_json("/book", {"token_id": token_id})
+            data = await self.http.get_json("/book", {"token_id": token_id}, max_bytes=BOOK_MAX_BYTES)
         except ClientError as exc:
             if exc.status == 404 and "no orderbook" in exc.detail.lower():
                 return None
@@ -41,4 +44,6 @@ class ClobClient:
 
     async def _books_batch(self, token_ids: Sequence[str]) -> list[dict[str, Any]]:
         body = [{"token_id": token_id} for token_id in token_ids]
-        return expect_list(await self.http.post_json("/books", body), self.http.url("/books"))
+        return expect_list(
+            await self.http.post_json("/books", body, max_bytes=BOOKS_MAX_BYTES), self.http.url("/books")
+        )

@@ -10,6 +10,11 @@ from polytape.http import HttpClient, expect_dict, expect_list
 
 OFFSET_CAP_MARKER = "max historical activity offset"
 OI_BATCH = 50  # condition ids per /oi request, to keep the URL short
+# Size caps per endpoint, far above the largest real page (500 trades are about 0.4 MB,
+# 100 /oi rows about 15 kB) and far below POLYTAPE_HTTP_MAX_RESPONSE_MB: a hostile page
+# of junk is refused while it is read, before it is decoded.
+TRADES_MAX_BYTES = 8_000_000
+OI_MAX_BYTES = 2_000_000
 
 
 class DataApiClient:
@@ -46,7 +51,7 @@ class DataApiClient:
             "end": end,
         }
         try:
-            data = await self.http.get_json("/trades", params)
+            data = await self.http.get_json("/trades", params, max_bytes=TRADES_MAX_BYTES)
         except ClientError as exc:
             if exc.status == 400 and OFFSET_CAP_MARKER in f"{exc.detail} {exc.body}".lower():
                 raise OffsetCapExceeded(str(exc), url=exc.url, status=exc.status, body=exc.body) from exc
@@ -75,7 +80,9 @@ class DataApiClient:
             "filter_type": filter_type,
             "filter_amount": filter_amount,
         }
-        page = expect_dict(await self.http.get_json(path, params), self.http.url(path))
+        page = expect_dict(
+            await self.http.get_json(path, params, max_bytes=TRADES_MAX_BYTES), self.http.url(path)
+        )
         rows = expect_list(page.get("data") or [], self.http.url(path))
         pagination = page.get("pagination") or {}
         next_cursor = pagination.get("next_cursor") if isinstance(pagination, dict) else None
@@ -88,6 +95,6 @@ class DataApiClient:
         rows: list[dict[str, Any]] = []
         for start in range(0, len(condition_ids), OI_BATCH):
             batch = ",".join(condition_ids[start : start + OI_BATCH])
-            data = await self.http.get_json("/oi", {"market": batch})
+            data = await self.http.get_json("/oi", {"market": batch}, max_bytes=OI_MAX_BYTES)
             rows.extend(expect_list(data, self.http.url("/oi")))
         return rows

@@ -7,6 +7,9 @@ from typing import Any
 from polytape.errors import PayloadError
 from polytape.http import HttpClient, expect_dict, expect_list
 
+# A page of 500 events with their markets is a few MB; anything near the global cap is junk.
+PAGE_MAX_BYTES = 24_000_000
+
 
 class GammaClient:
     """Endpoints of ``gamma-api.polymarket.com``; returns decoded JSON, parses nothing."""
@@ -20,7 +23,9 @@ class GammaClient:
         """One page of ``/events/keyset``: the events and the next cursor (None at the end)."""
         path = "/events/keyset"
         params = {**filters, "limit": limit, "after_cursor": after_cursor}
-        page = expect_dict(await self.http.get_json(path, params), self.http.url(path))
+        page = expect_dict(
+            await self.http.get_json(path, params, max_bytes=PAGE_MAX_BYTES), self.http.url(path)
+        )
         events = expect_list(page.get("events", []), self.http.url(path))
         next_cursor = page.get("next_cursor") or None
         if next_cursor is not None and next_cursor == after_cursor:
@@ -45,4 +50,6 @@ class GammaClient:
         return await self._list("/sports", None)
 
     async def _list(self, path: str, params: dict[str, Any] | None) -> list[dict[str, Any]]:
-        return expect_list(await self.http.get_json(path, params), self.http.url(path))
+        return expect_list(
+            await self.http.get_json(path, params, max_bytes=PAGE_MAX_BYTES), self.http.url(path)
+        )

@@ -163,13 +163,15 @@ class HttpClient:
         """The absolute URL of ``path`` under the base URL."""
         return f"{self.base_url}/{path.lstrip('/')}"
 
-    async def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        """GET ``path`` and return the decoded JSON body."""
-        return (await self.request_json("GET", path, params=params)).data
+    async def get_json(
+        self, path: str, params: Mapping[str, Any] | None = None, *, max_bytes: int | None = None
+    ) -> Any:
+        """GET ``path`` and return the decoded JSON body (at most ``max_bytes`` of it)."""
+        return (await self.request_json("GET", path, params=params, max_bytes=max_bytes)).data
 
-    async def post_json(self, path: str, body: Any) -> Any:
+    async def post_json(self, path: str, body: Any, *, max_bytes: int | None = None) -> Any:
         """POST ``body`` as JSON to ``path`` and return the decoded JSON answer."""
-        return (await self.request_json("POST", path, json=body)).data
+        return (await self.request_json("POST", path, json=body, max_bytes=max_bytes)).data
 
     async def request_json(
         self,
@@ -178,20 +180,25 @@ class HttpClient:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        max_bytes: int | None = None,
     ) -> JsonResponse:
         """Send one request, retrying what may pass on a second try.
 
         Raises :class:`ClientError` (4xx), :class:`ResponseTooLarge`, :class:`PayloadError`
         (a 2xx body that is not JSON) at once, and :class:`RetriesExhausted` when
         ``max_retries`` retries of 5xx, 429s, timeouts or connection errors all failed.
+        ``max_bytes`` caps this endpoint's answers below the configured cap (the largest
+        real page of an endpoint is far smaller than the global cap).
         """
+        cap = self._config.max_response_bytes
+        cap = cap if max_bytes is None else min(cap, max_bytes)
         url = self.url(path)
         query = encode_params(params)
         content = None if json is None else msgspec.json.encode(json)
         attempts = self._config.max_retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                return await self._attempt(method, url, query, content)
+                return await self._attempt(method, url, query, content, cap)
             except ApiError as exc:
                 if not exc.retryable:
                     raise
@@ -225,7 +232,12 @@ class HttpClient:
         return delay
 
     async def _attempt(
-        self, method: str, url: str, query: dict[str, str | list[str]], content: bytes | None
+        self,
+        method: str,
+        url: str,
+        query: dict[str, str | list[str]],
+        content: bytes | None,
+        cap: int,
     ) -> JsonResponse:
         headers = {"Content-Type": "application/json"} if content is not None else None
         outcome = "error"
@@ -238,7 +250,7 @@ class HttpClient:
                         method, url, params=query, content=content, headers=headers
                     ) as response:
                         outcome = str(response.status_code)
-                        body = await self._read_body(response, url)
+                        body = await self._read_body(response, url, cap)
             except TimeoutError as exc:
                 outcome = "timeout"
                 raise TransportError(
@@ -273,10 +285,10 @@ class HttpClient:
             self.throttle.on_success()
         raise error
 
-    async def _read_body(self, response: httpx.Response, url: str) -> bytes:
+    async def _read_body(self, response: httpx.Response, url: str, cap: int) -> bytes:
         """Read the body; past the cap raise :class:`ResponseTooLarge` (error bodies: truncate)."""
         ok = response.is_success
-        cap = self._config.max_response_bytes if ok else ERROR_BODY_BYTES
+        cap = cap if ok else ERROR_BODY_BYTES
         declared = response.headers.get("content-length", "")
         if ok and declared.isdigit() and int(declared) > cap:
             raise too_large(url, response.status_code, f"declares {declared} bytes")
@@ -285,7 +297,7 @@ class HttpClient:
             buffer += chunk
             if len(buffer) > cap:
                 if ok:
-                    raise too_large(url, response.status_code, f"passed {cap} bytes")
+                    raise too_large(url, response.status_code, f"passed {cap} bytes", bytes(buffer[:65_536]))
                 return bytes(buffer[:cap])
         return bytes(buffer)
 

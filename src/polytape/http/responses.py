@@ -33,8 +33,14 @@ _TAG_RE = re.compile(r"<[^>]+>")
 _CLOUDFLARE_RATE_MARKERS = ("1015", "rate limit", "access denied", "too many requests")
 
 
-def too_large(url: str, status: int, what: str) -> ResponseTooLarge:
-    return ResponseTooLarge(f"response from {url} {what}, over the size cap", url=url, status=status)
+RAW_KEPT_BYTES = 64_000
+"""How much of an answer that could not be used travels with its error, to be kept."""
+
+
+def too_large(url: str, status: int, what: str, head: bytes = b"") -> ResponseTooLarge:
+    error = ResponseTooLarge(f"response from {url} {what}, over the size cap", url=url, status=status)
+    error.raw = head[:RAW_KEPT_BYTES].decode("utf-8", "replace")
+    return error
 
 
 def host_key(base_url: str) -> str:
@@ -68,8 +74,12 @@ def decode_json(body: bytes, url: str) -> Any:
         return None
     try:
         return msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise PayloadError(f"response from {url} is not valid JSON ({exc}): {excerpt(body)!r}") from exc
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError, ValueError) as exc:
+        # RecursionError: JSON nested deeper than the decoder's stack (a hostile answer).
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+        error = PayloadError(f"response from {url} is not valid JSON ({reason}): {excerpt(body)!r}")
+        error.raw = body[:RAW_KEPT_BYTES].decode("utf-8", "replace")
+        raise error from None
 
 
 def expect_list(data: Any, url: str) -> list[Any]:
@@ -117,7 +127,7 @@ def _json_error(body: bytes) -> tuple[str | None, float | None]:
     """The ``error`` (or ``message``/``detail``) text and ``retry_after_seconds`` of a JSON body."""
     try:
         data = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         return None, None
     if not isinstance(data, dict):
         return excerpt(body), None

@@ -11,6 +11,7 @@ import structlog
 
 from polytape import metrics
 from polytape.clients.gamma import GammaClient
+from polytape.ingest.rejects import cap_and_log
 from polytape.normalize.gamma import NormalizedPage, normalize_events_page
 from polytape.paging import GammaCursor
 from polytape.runtime import JobContext
@@ -87,11 +88,9 @@ class SyncTotals:
         return out
 
 
-def log_rejects(page: NormalizedPage) -> None:
-    """One clear line per rejected item, and the metric."""
-    for item in page.rejected:
-        log.warning("gamma item rejected", source=item.source, reason=item.reason)
-        metrics.REJECTED_PAYLOADS.labels(source=item.source).inc()
+def log_rejects(page: NormalizedPage, total: int) -> None:
+    """Log the page's rejected items (capped) and cap what is kept of them."""
+    page.rejected = cap_and_log(log, "gamma item rejected", page.rejected, total)
 
 
 async def store_page(
@@ -103,7 +102,7 @@ async def store_page(
 ) -> tuple[PageWrite, NormalizedPage]:
     """Normalize one page and write it (with ``state``, if given) in one transaction."""
     page = normalize_events_page(events, now)
-    log_rejects(page)
+    log_rejects(page, len(events))
 
     def write(tx: Tx) -> PageWrite:
         written = write_events_page(tx, page, now)

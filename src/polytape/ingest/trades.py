@@ -8,9 +8,9 @@ from typing import Any, TypeVar
 
 import structlog
 
-from polytape import metrics
 from polytape.clients.data_api import DataApiClient
-from polytape.errors import OffsetCapExceeded, PayloadError
+from polytape.errors import OffsetCapExceeded, PayloadError, ResponseTooLarge
+from polytape.ingest.rejects import cap_and_log
 from polytape.normalize.trades import REJECT_SOURCE, Feed, TradesPage
 from polytape.paging import TradeCursorPager, TradePager, TradeWindowPager
 from polytape.store.runs import rejected_row
@@ -32,10 +32,12 @@ async def _fetch(pager: TradePager, call: Callable[[], Awaitable[T]], before: Be
         await before()
         try:
             return await call()
-        except PayloadError as exc:
-            pager.bad_answers.append(str(exc))
-            log.warning("trades page is not valid JSON", attempt=attempt + 1, error=str(exc)[:200])
-            if attempt == PAYLOAD_RETRIES:
+        except (PayloadError, ResponseTooLarge) as exc:
+            raw = exc.raw or str(exc)
+            if raw not in pager.bad_answers:  # the same bad page asked for again is kept once
+                pager.bad_answers.append(raw)
+            log.warning("trades page unusable", attempt=attempt + 1, error=str(exc)[:200])
+            if attempt == PAYLOAD_RETRIES or isinstance(exc, ResponseTooLarge):
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -93,16 +95,17 @@ async def cursor_pages(
         yield rows
 
 
-def log_rejects(page: TradesPage) -> None:
-    """One clear line per rejected trade, and the metric."""
-    for item in page.rejected:
-        log.warning("trade rejected", source=item.source, reason=item.reason)
-        metrics.REJECTED_PAYLOADS.labels(source=item.source).inc()
+def log_rejects(page: TradesPage, total: int) -> int:
+    """Log the page's rejected trades (capped) and cap what is kept of them; returns how
+    many items were bad."""
+    bad = len(page.rejected)
+    page.rejected = cap_and_log(log, "trade rejected", page.rejected, total)
+    return bad
 
 
 def bad_answer_rows(pager: TradePager, feed: Feed, now: datetime) -> list[dict[str, Any]]:
     """``rejected_payloads`` rows for answers that were not JSON (then cleared)."""
-    reason = "page is not valid JSON"
+    reason = "page is not valid JSON or over the size cap"
     rows = [rejected_row(REJECT_SOURCE[feed], reason, text, now) for text in pager.bad_answers]
     pager.bad_answers.clear()
     return rows

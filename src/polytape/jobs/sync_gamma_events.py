@@ -14,10 +14,12 @@ import asyncio
 
 from polytape.errors import ApiError, PayloadError
 from polytape.ingest.gamma import SyncTotals, event_pages, store_page
+from polytape.ingest.rejects import bad_answer
 from polytape.jobs.base import JobContext, JobResult
 from polytape.normalize.gamma import NormalizedPage
 from polytape.paging import GammaCursor, first_sightings
 from polytape.store.metadata import PageWrite, retire_unlisted
+from polytape.store.runs import rejected_row
 
 
 async def run(ctx: JobContext) -> JobResult:
@@ -45,6 +47,10 @@ async def run(ctx: JobContext) -> JobResult:
             writing = asyncio.create_task(store_page(ctx, fresh, ctx.clock()))
     except (ApiError, PayloadError) as exc:
         result.partial(f"page {cursor.pages + 1} of /events failed: {exc}")
+        kept = bad_answer(exc, "gamma:events")
+        if kept is not None:  # the answer that could not be used, kept once
+            row = rejected_row(kept.source, kept.reason, kept.raw, ctx.clock())
+            await ctx.store.awrite(lambda tx: tx.reject([row]))
     else:
         if not cursor.done:
             result.partial(f"stopped after gamma_max_pages={s.gamma_max_pages} pages; more remain")

@@ -36,7 +36,7 @@ from polytape import metrics
 from polytape.errors import ApiError, PayloadError
 from polytape.ingest.trades import bad_answer_rows, cursor_pages, log_rejects, window_pages
 from polytape.jobs.base import JobContext, JobResult
-from polytape.normalize.trades import SOURCE_V1, SOURCE_V2, Feed, TradesPage, normalize_trades
+from polytape.normalize.trades import SOURCE_V1, SOURCE_V2, Feed, TradeLimits, TradesPage, normalize_trades
 from polytape.paging import TradeCursorPager, TradeWindowPager
 from polytape.store.core import Tx
 from polytape.store.trades import add_gaps, load_watermark, set_watermark, store_trades_page
@@ -100,8 +100,10 @@ async def run(ctx: JobContext) -> JobResult:
     try:
         async for items in pages:
             received = ctx.clock()
-            page = normalize_trades(items, received, SOURCE_V2 if feed == "v2" else SOURCE_V1, feed)
-            log_rejects(page)
+            source = SOURCE_V2 if feed == "v2" else SOURCE_V1
+            limits = TradeLimits(s.trade_max_size, s.trade_max_usd)
+            page = normalize_trades(items, received, source, feed, limits)
+            bad_items = log_rejects(page, len(items))
             bad = bad_answer_rows(pager, feed, received)
             final = _final_state(pager, watermark, floor, now_ts) if pager.done else None
             written = await ctx.store.awrite(
@@ -112,7 +114,7 @@ async def run(ctx: JobContext) -> JobResult:
                 ctx.runtime.archive.record_trades(page.rows, received)
             result.rows_written += written
             result.count("seen", len(page.rows))
-            result.count("rejected", len(page.rejected))
+            result.count("rejected", bad_items)
             metrics.ROWS_WRITTEN.labels(table="trades").inc(written)
     except (ApiError, PayloadError) as exc:
         bad = bad_answer_rows(pager, feed, ctx.clock())

@@ -12,13 +12,16 @@ import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 import structlog
 
 from polytape import metrics
 from polytape.errors import ApiError, PayloadError
+from polytape.ingest.rejects import bad_answer, cap_and_log
 from polytape.jobs.base import JobContext, JobResult
 from polytape.jobs.refresh_universe import ensure_universe
+from polytape.normalize import Rejected
 from polytape.normalize.open_interest import REJECT_SOURCE, OpenInterestBatch, normalize_open_interest
 from polytape.store.core import Tx
 from polytape.store.runs import rejected_row
@@ -32,6 +35,10 @@ MISSING_LISTED = 50  # condition ids of missing markets kept in the run's detail
 def _write(tx: Tx, *, batch: OpenInterestBatch, now: datetime) -> int:
     tx.reject([rejected_row(REJECT_SOURCE, reason, raw, now) for reason, raw in batch.rejected])
     return tx.upsert(market_metrics_ts, batch.rows, update=["open_interest"])
+
+
+def _reject(tx: Tx, *, rows: list[dict[str, Any]]) -> int:
+    return tx.reject(rows)
 
 
 async def run(ctx: JobContext) -> JobResult:
@@ -51,15 +58,24 @@ async def run(ctx: JobContext) -> JobResult:
             failed += 1
             missing.extend(batch_ids)
             log.warning("open interest batch failed", markets=len(batch_ids), error=str(exc)[:300])
+            kept = bad_answer(exc, REJECT_SOURCE)
+            if kept is not None:  # the answer that could not be used, kept once
+                rows = [rejected_row(kept.source, kept.reason, kept.raw, ctx.clock())]
+                await ctx.store.awrite(partial(_reject, rows=rows))
             continue
         batch = normalize_open_interest(items, batch_ids, snapshot)
-        for reason, _raw in batch.rejected:
-            log.warning("open interest row rejected", reason=reason)
-            metrics.REJECTED_PAYLOADS.labels(source=REJECT_SOURCE).inc()
+        bad_rows = len(batch.rejected)
+        kept_rows = cap_and_log(
+            log,
+            "open interest row rejected",
+            [Rejected(REJECT_SOURCE, reason, raw) for reason, raw in batch.rejected],
+            len(items),
+        )
+        batch.rejected = [(r.reason, r.raw) for r in kept_rows]
         written = await ctx.store.awrite(partial(_write, batch=batch, now=ctx.clock()))
         metrics.ROWS_WRITTEN.labels(table="market_metrics_ts").inc(written)
         result.rows_written += written
-        result.count("rejected", len(batch.rejected))
+        result.count("rejected", bad_rows)
         result.count("unexpected", batch.unexpected)
         missing.extend(batch.missing)
     if condition_ids and failed * size >= len(condition_ids):

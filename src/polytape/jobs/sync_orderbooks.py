@@ -15,8 +15,10 @@ import structlog
 
 from polytape.bookfeed.rest import fetch_books
 from polytape.books import OrderBook
+from polytape.ingest.rejects import cap_and_log
 from polytape.jobs.base import JobContext, JobResult
 from polytape.jobs.refresh_universe import ensure_universe
+from polytape.normalize import Rejected
 from polytape.store.books import BookWrite, write_books
 from polytape.store.core import Tx
 from polytape.store.runs import rejected_row
@@ -39,7 +41,9 @@ async def run(ctx: JobContext) -> JobResult:
     got = await fetch_books(ctx.clients.clob, list(tokens), ctx.settings.books_batch_size)
     now = ctx.clock()
     batch = BookWrite()
-    rejects = [rejected_row(SOURCE, r.reason, r.raw, now) for r in got.rejected]
+    items = [Rejected(SOURCE, r.reason, r.raw) for r in got.rejected]
+    items = cap_and_log(log, "book payload rejected", items, len(items) + len(got.books))
+    rejects = [rejected_row(r.source, r.reason, r.raw, now) for r in [*got.bad_answers, *items]]
     corrupted = 0
     archive = ctx.runtime.archive
     for token_id, msg in got.books.items():
@@ -65,7 +69,7 @@ async def run(ctx: JobContext) -> JobResult:
         books=len(batch.rows),
         levels=levels,
         no_book=len(got.missing),
-        rejected=len(rejects),
+        rejected=len(got.rejected) + len(got.bad_answers),
         hash_mismatches=corrupted,
         fallback_batches=got.fallback_batches,
     )
@@ -74,5 +78,5 @@ async def run(ctx: JobContext) -> JobResult:
     if got.failed:
         result.partial(f"{len(got.failed)} books not fetched: {got.errors[0]}")
     if rejects:
-        result.partial(f"{len(rejects)} book payloads rejected")
+        result.partial(f"{len(got.rejected) + len(got.bad_answers)} book payloads rejected")
     return result

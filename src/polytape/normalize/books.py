@@ -183,7 +183,7 @@ def decode_frame(frame: str | bytes) -> list[Item]:
             return [TextFrame(short.strip())]
     try:
         fast = _FAST.decode(frame)  # str or bytes, no copy
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         pass  # invalid JSON or a bad item: sort it out below
     else:
         messages: list[Message] = fast if isinstance(fast, list) else [fast]
@@ -195,7 +195,7 @@ def decode_frame(frame: str | bytes) -> list[Item]:
     stripped = text.strip()
     try:
         generic = _ANY.decode(text)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         kind = "text" if not stripped.startswith(("{", "[")) else "malformed_json"
         return [Rejected(kind, f"{kind}: {exc}", text)]
     return [convert_message(item) for item in (generic if isinstance(generic, list) else [generic])]

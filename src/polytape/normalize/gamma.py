@@ -209,7 +209,7 @@ def json_list(value: Any, name: str) -> list[Any] | None:
     if isinstance(value, str):
         try:
             value = _decode(value)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             raise GammaPayloadError(f"{name} is not valid JSON: {value[:80]!r}") from None
     if not isinstance(value, list):
         raise GammaPayloadError(f"{name} is not a list")
@@ -224,7 +224,7 @@ def _string_list(value: Any, name: str) -> list[str] | None:
             items = _decode_strings(value)
         except msgspec.ValidationError:
             raise GammaPayloadError(f"{name} holds a non-string item: {value[:80]!r}") from None
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             raise GammaPayloadError(f"{name} is not valid JSON: {value[:80]!r}") from None
     else:
         items = json_list(value, name)
@@ -249,7 +249,7 @@ def _prices(value: Any, expected: int) -> list[float] | None:
             prices = [n if n is not None else math.nan for n in (_number(p, "outcomePrices") for p in value)]
     except (msgspec.ValidationError, GammaPayloadError, TypeError):
         raise GammaPayloadError(f"outcomePrices is not a list of numbers: {str(value)[:80]!r}") from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         raise GammaPayloadError(f"outcomePrices is not valid JSON: {value[:80]!r}") from None
     if len(prices) != expected:
         raise GammaPayloadError(f"outcomePrices has {len(prices)} items for {expected} outcomes")

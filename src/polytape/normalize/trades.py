@@ -32,7 +32,12 @@ SOURCE_V2 = "data_api_v2"
 SOURCE_BACKFILL = "backfill"
 REJECT_SOURCE = {"v1": "data:trades", "v2": "data:v2/trades"}
 
-MAX_SIZE = 1e10
+MAX_SIZE = 1e9
+"""Default ceiling of a trade's size in shares (``POLYTAPE_TRADE_MAX_SIZE``)."""
+MAX_USD = 1e8
+"""Default ceiling of a trade's USD value (``POLYTAPE_TRADE_MAX_USD``)."""
+FINEST_TICK = 0.0001
+"""Polymarket's finest tick: no trade is priced below it or above 1 minus it."""
 """Shares in one fill above this are absurd (more than the whole market could hold)."""
 EARLIEST_TS = 1_577_836_800  # 2020-01-01: Polymarket's CLOB tape starts later than this
 FUTURE_SLACK = timedelta(days=1)
@@ -167,7 +172,31 @@ def dedupe_key(
 # ---- one trade ----------------------------------------------------------------------------
 
 
-def _normalize(raw: Any, now: datetime, source: str, feed: Feed) -> TradeRecord:
+def _price(raw: Mapping[str, Any], name: str) -> float:
+    """A price on the tick grid's range: [0.0001, 0.9999], the finest tick from either end.
+
+    Not every price is a multiple of a tick: the v2 feed's rows are fills averaged over
+    several makers (0.2972581967 in the recorded fixture), so the range is what is checked.
+    """
+    price = _positive(raw, name, 1.0)
+    if price < FINEST_TICK * (1 - 1e-9) or price > (1 - FINEST_TICK) * (1 + 1e-12):
+        raise TradePayloadError(
+            f"{name} is outside the tick grid's range (0.0001..0.9999): {raw.get(name)!r}"
+        )
+    return price
+
+
+@dataclass(frozen=True)
+class TradeLimits:
+    """Ceilings a plausible trade stays under (settable: ``POLYTAPE_TRADE_MAX_*``)."""
+
+    max_size: float = MAX_SIZE
+    max_usd: float = MAX_USD
+
+
+def _normalize(
+    raw: Any, now: datetime, source: str, feed: Feed, limits: TradeLimits = TradeLimits()
+) -> TradeRecord:
     if not isinstance(raw, Mapping):
         raise TradePayloadError(f"trade is not an object: {type(raw).__name__}")
     col = 0 if feed == "v1" else 1
@@ -179,8 +208,10 @@ def _normalize(raw: Any, now: datetime, source: str, feed: Feed) -> TradeRecord:
     assert wallet is not None and token_id is not None and condition_id is not None
     if side not in ("BUY", "SELL"):
         raise TradePayloadError(f"side is not BUY or SELL: {raw.get(names['side'])!r}")
-    size = _positive(raw, names["size"], MAX_SIZE)
-    price = _positive(raw, names["price"], 1.0)
+    size = _positive(raw, names["size"], limits.max_size)
+    price = _price(raw, names["price"])
+    if size * price > limits.max_usd:
+        raise TradePayloadError(f"usd value is absurd: {size * price:.6g} over {limits.max_usd:g}")
     ts = parse_trade_ts(raw.get(names["timestamp"]), now)
     tx_hash = _text(raw, names["transaction_hash"], required=False)
     return TradeRecord(
@@ -220,7 +251,13 @@ def normalize_trade_v2(raw: Any, now: datetime, source: str = SOURCE_V2) -> Trad
     return _normalize(raw, now, source, "v2")
 
 
-def normalize_trades(items: Iterable[Any], now: datetime, source: str, feed: Feed = "v1") -> TradesPage:
+def normalize_trades(
+    items: Iterable[Any],
+    now: datetime,
+    source: str,
+    feed: Feed = "v1",
+    limits: TradeLimits = TradeLimits(),
+) -> TradesPage:
     """A page of trades → rows and rejected items; never raises on one bad item.
 
     Rows are unique by ``dedupe_key`` within the page (a repeated fill is kept once).
@@ -229,7 +266,7 @@ def normalize_trades(items: Iterable[Any], now: datetime, source: str, feed: Fee
     seen: set[str] = set()
     for raw in items:
         try:
-            record = _normalize(raw, now, source, feed)
+            record = _normalize(raw, now, source, feed, limits)
         except TradePayloadError as exc:
             page.rejected.append(Rejected(REJECT_SOURCE[feed], str(exc), raw))
             continue
