@@ -38,6 +38,7 @@ from polytape.books import BookRegistry
 from polytape.clients.clob import ClobClient
 from polytape.clients.clob_ws import MarketChannel
 from polytape.config import Settings
+from polytape.errors import StoreError
 from polytape.runtime import Runtime
 from polytape.store import Store
 from polytape.store.universe import tracked_tokens, universe_version
@@ -164,6 +165,10 @@ class BookFeed:
                 await fn()
             except asyncio.CancelledError:
                 raise
+            except StoreError as exc:  # the database is away: the next round tries again
+                log.warning(
+                    "book feed task: database unavailable", task=getattr(fn, "__name__", "?"), error=str(exc)
+                )
             except Exception:  # one failed round must not end the feed
                 log.exception("book feed task failed", task=getattr(fn, "__name__", "?"))
             next_at = max(next_at + seconds, time.monotonic())
@@ -230,6 +235,8 @@ class BookFeed:
                     await self.reconcile()
             except asyncio.CancelledError:
                 raise
+            except StoreError as exc:  # the database is away: follow the universe once it is back
+                log.warning("universe reconcile: database unavailable", error=str(exc))
             except Exception:
                 log.exception("universe reconcile failed")
             with contextlib.suppress(TimeoutError):
