@@ -259,4 +259,6 @@ async def test_absurd_trade_values_are_rejected(prepared: str) -> None:
     finally:
         store.close()
     assert stored == 0
-    assert len(kept) == 2 and "size is absurd" in kept[0]["reason"] and "range" in kept[1]["reason"]
+    assert (
+        len(kept) == 2 and "size is absurd" in kept[0]["reason"] and "tick grid's range" in kept[1]["reason"]
+    )

@@ -222,6 +222,7 @@ def test_open_interest_rows_gaps_and_rejects() -> None:
         ({"price": 1e-300}, "outside the tick grid's range"),
         ({"price": 1.0}, "outside the tick grid's range"),
         ({"price": 0.99995}, "outside the tick grid's range"),
+        ({"price": 1.5}, "price is absurd"),
         ({"size": 9.9e9, "price": 0.49}, "size is absurd"),
         ({"size": 5e8, "price": 0.5}, "usd value is absurd"),
     ],

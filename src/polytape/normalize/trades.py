@@ -181,7 +181,7 @@ def _price(raw: Mapping[str, Any], name: str) -> float:
     price = _positive(raw, name, 1.0)
     if price < FINEST_TICK * (1 - 1e-9) or price > (1 - FINEST_TICK) * (1 + 1e-12):
         raise TradePayloadError(
-            f"{name} is outside the tick grid's range (0.0001..0.9999): {raw.get(name)!r}"
+            f"{name} is absurd: {raw.get(name)!r} (outside the tick grid's range 0.0001..0.9999)"
         )
     return price
 
