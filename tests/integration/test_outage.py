@@ -110,3 +110,27 @@ async def test_outage_longer_than_the_retry_window_then_sigterm_during_an_outage
     assert "not written" in last["event"] and last["not_written"], last
     assert took < GRACE + 25  # generous: the point is it does not wait out the retries (120 s before)
     assert any(line["event"] == "database unavailable; retrying until it answers" for line in lines)
+
+
+async def test_a_permanent_error_while_running_stops_at_once_with_one_line(tmp_path: Path) -> None:
+    """Issue 12 item 8: a table that disappears under a running polytape is not retried for
+    minutes: the run stops at once, exit 1, with one error line naming the problem."""
+    db_url = f"sqlite:///{tmp_path / 'polytape.db'}"
+    world = World(6, n_events=3, n_closed_events=0, history_days=0.5, trades_per_day=100)
+    async with SimServer(world) as sim:
+        env = run_env(sim, db_url, POLYTAPE_DB_RETRY_SECONDS="3600", POLYTAPE_WS_ENABLED="false")
+        proc = start_run(env, tmp_path)
+        store = Store.open(db_url, write_retry_seconds=0)
+        try:
+            await wait_until(lambda: heartbeat(store) is not None, 60, "a first heartbeat")
+            store.write(lambda tx: tx.execute(sa.text("DROP TABLE sync_state")))
+            code = await wait_exit(proc, 60)  # with the old 120 s retries this would time out
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            store.close()
+    log = (tmp_path / "run.log").read_text()
+    errors = [line for line in log.splitlines() if line.startswith("error:")]
+    assert code == 1, log[-2000:]
+    assert len(errors) == 1 and "no such table: sync_state" in errors[0], log[-2000:]
+    assert "Traceback" not in log
