@@ -13,7 +13,8 @@ import asyncio
 import structlog
 
 from polytape.jobs import sync_gamma_events
-from polytape.jobs.base import JobContext, JobResult, run_job
+from polytape.jobs.base import JobContext, JobFn, JobResult, run_job
+from polytape.store.locks import AdvisoryLock
 from polytape.store.schema import markets, tracked_markets
 from polytape.store.universe import Thresholds, UniverseChange, refresh_tracked
 
@@ -75,5 +76,17 @@ async def ensure_universe(ctx: JobContext) -> None:
     if await asyncio.to_thread(ctx.store.count, tracked_markets):
         return
     if not await asyncio.to_thread(ctx.store.count, markets):
-        await run_job(ctx, "sync-gamma-events", sync_gamma_events.run)
-    await run_job(ctx, "refresh-universe", run)
+        await _run_locked(ctx, "sync-gamma-events", sync_gamma_events.run)
+    await _run_locked(ctx, "refresh-universe", run)
+
+
+async def _run_locked(ctx: JobContext, name: str, fn: JobFn) -> None:
+    """Run ``name`` under its job lock; when another worker holds it, that worker is doing it."""
+    lock = AdvisoryLock(ctx.store, f"job:{name}")
+    if not await asyncio.to_thread(lock.try_acquire):
+        log.info("universe bootstrap left to the worker running it", job=name)
+        return
+    try:
+        await run_job(ctx, name, fn)
+    finally:
+        await asyncio.to_thread(lock.release)
