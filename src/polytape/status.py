@@ -259,7 +259,8 @@ def status_json(report: StatusReport) -> dict[str, Any]:
     ``verdict`` is ``"healthy"`` or ``"unhealthy"`` (``problems`` says why); ``jobs`` lists
     each expected job's last run; ``feed`` is the WebSocket feed's last report (None
     without one); ``store`` holds the counts under the table; ``archive`` and ``alerts``
-    are there when those components report.
+    are there when those components report; ``workers`` lists the ``polytape run``
+    processes (id, host, pid, tokens, alive, heartbeat).
     """
     health, snapshot = report.health, report.snapshot
     return {
@@ -286,6 +287,7 @@ def status_json(report: StatusReport) -> dict[str, Any]:
         | {"rejected_recent": snapshot.get("rejected_recent") or {}},
         "archive": snapshot.get("archive"),
         "alerts": snapshot.get("alerts") or [],
+        "workers": snapshot.get("workers") or [],
     }
 
 

@@ -177,3 +177,25 @@ def test_status_json_says_the_same_as_the_table(tmp_path: Path, monkeypatch: pyt
     for problem in report["problems"]:
         assert problem in table.stdout
     assert report["feed"] is None and report["store"]["trades"] == 0
+
+
+def test_status_lists_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    from polytape.store import Store
+    from polytape.store.workers import lease_round, register_worker
+
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    store = Store.open(url)
+    now = datetime.now(UTC)
+    register_worker(store, "host-a:101:abc", now, pid=101)
+    lease_round(store, "host-a:101:abc", ["t1", "t2", "t3"], now, ttl=10)
+    register_worker(store, "host-b:202:def", now, pid=202, feed=False)
+    store.close()
+    report = json.loads(runner.invoke(cli.app, ["status", "--json", "--database-url", url]).stdout)
+    workers = {w["worker_id"]: w for w in report["workers"]}
+    assert workers["host-a:101:abc"]["tokens"] == 3 and workers["host-a:101:abc"]["pid"] == 101
+    assert workers["host-a:101:abc"]["alive"] is True and workers["host-b:202:def"]["tokens"] == -1
+    table = runner.invoke(cli.app, ["status", "--database-url", url], env={"COLUMNS": "200"})
+    assert "host-a:101:abc" in table.stdout and "feed off" in table.stdout
