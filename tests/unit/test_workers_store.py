@@ -188,3 +188,17 @@ def test_a_worker_without_a_feed_takes_no_share(store: Store) -> None:
     assert first.owned == set(TOKENS) and first.live_workers == 1
     row = {r["worker_id"]: r for r in list_workers(store, NOW, TTL)}["jobs-only"]
     assert row["tokens"] == -1 and row["alive"]
+
+
+def test_a_small_universe_change_moves_no_other_token(store: Store) -> None:
+    tokens = [f"tok{i:03d}" for i in range(100)]
+    for w in ("a", "b"):
+        register_worker(store, w, NOW)
+    a1 = lease_round(store, "a", tokens, NOW, ttl=TTL)
+    b1 = lease_round(store, "b", tokens, NOW, ttl=TTL)
+    assert len(a1.owned) == 50 and len(b1.owned) == 50
+    shrunk = [t for t in tokens if t not in sorted(b1.owned)[:4]]  # four of b's tokens leave
+    a2 = lease_round(store, "a", shrunk, later(1), ttl=TTL)
+    b2 = lease_round(store, "b", shrunk, later(1), ttl=TTL)
+    assert a2.owned == a1.owned and a2.released == set()  # 50 > share 48, within the slack
+    assert b2.owned == b1.owned - set(sorted(b1.owned)[:4])

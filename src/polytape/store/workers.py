@@ -10,11 +10,12 @@ by SQLite's single writer:
 
 - it drops its leases of tokens that left the universe;
 - its fair share is ``ceil(wanted / live feed workers)`` (a worker whose feed is off
-  registers with ``tokens = NO_FEED`` and is not counted): above it, it releases the
-  excess (``released_at`` is set, so the next owner knows since when the token
-  went unrecorded); below it, it claims tokens nobody live holds: never leased,
-  released, or held by a dead worker (then the gap runs from that worker's last
-  heartbeat);
+  registers with ``tokens = NO_FEED`` and is not counted). Above its share plus a small
+  slack (:func:`rebalance_slack`, so a universe change of a few tokens moves no other
+  token) it releases the excess (``released_at`` is set, so the next owner knows since
+  when the token went unrecorded); below its share it claims tokens nobody live holds:
+  never leased, released, or held by a dead worker (then the gap runs from that
+  worker's last heartbeat);
 - it returns the tokens it now owns; the feed follows exactly those.
 
 A claimed token that somebody held before is a hand-over, returned with the time
@@ -162,7 +163,7 @@ def lease_round(
         released: list[str] = []
         claimed: list[str] = []
         handovers: list[Handover] = []
-        if len(mine) > share:
+        if len(mine) > share + rebalance_slack(share):
             released = sorted(mine)[share:]
             mine.difference_update(released)
             for start in range(0, len(released), 1000):
@@ -206,6 +207,11 @@ def lease_round(
         )
 
     return store.write(_do)
+
+
+def rebalance_slack(share: int) -> int:
+    """How far above its share a worker may stay: a small universe change moves no other token."""
+    return max(2, share // 50)
 
 
 def list_workers(store: Store, now: datetime, ttl: float) -> list[dict[str, Any]]:
