@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import apprise
-
 from polytape.config import AlertSpec
 from polytape.errors import ConfigError
 from polytape.redact import redact_urls
@@ -38,6 +36,8 @@ class Channel:
                 f"POLYTAPE_ALERT_URLS: unknown signal type(s) {', '.join(sorted(unknown))}; "
                 f"types: {', '.join(sorted(known_types))}"
             )
+        import apprise  # loaded only when an alert channel is configured (it is a large import)
+
         plugin = apprise.Apprise.instantiate(spec.url)
         if plugin is None:
             scheme = spec.url.split("://", 1)[0]
@@ -48,7 +48,7 @@ class Channel:
         self.key = hashlib.sha256(spec.url.encode()).hexdigest()[:16]
         shown = redact_urls(str(plugin.url(privacy=True)))  # type: ignore[no-untyped-call]
         self.name = f"{shown[:200]} [{self.key[:6]}]"
-        self._apprise = apprise.Apprise()
+        self._apprise: Any = apprise.Apprise()
         self._apprise.add(plugin)
 
     def wants(self, row: Mapping[str, Any]) -> bool:

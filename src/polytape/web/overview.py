@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from polytape.config import Settings
+from polytape.redact import redact_urls
 from polytape.status import assess
 from polytape.store import Store
 from polytape.store.status import status_snapshot
@@ -34,7 +35,7 @@ def status_json(store: Store, settings: Settings, now: datetime | None = None) -
                 "cadence_seconds": j.cadence,
                 "late": j.late,
                 "rows": j.rows,
-                "error": j.error,
+                "error": redact_urls(j.error) if j.error else None,
             }
             for j in health.jobs
         ],
