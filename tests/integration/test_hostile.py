@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -114,14 +113,23 @@ async def run_job_process(tmp_path: Path, db_url: str, job: str, server_url: str
             "POLYTAPE_WS_ENABLED": "false",
         }
     )
-    out_path = tmp_path / f"{job}.out"
+    out_path, rss_path = tmp_path / f"{job}.out", tmp_path / f"{job}.rss"
+    # The job runs under a small launcher: a child forked straight from pytest would count
+    # pytest's own memory in its peak (Linux keeps the pre-exec high-water mark).
+    command = [sys.executable, "-c", LAUNCHER, str(rss_path), sys.executable, "-m", "polytape", "job", job]
     with out_path.open("wb") as out:
-        proc = subprocess.Popen(  # noqa: ASYNC220 - waited for in a thread, for its rusage
-            [sys.executable, "-m", "polytape", "job", job], env=env, stdout=out, stderr=out
-        )
-        _pid, status, usage = await asyncio.to_thread(os.wait4, proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, out_path.read_text(), usage.ru_maxrss / 1024  # KiB on Linux
+        proc = await asyncio.create_subprocess_exec(*command, env=env, stdout=out, stderr=out)
+        code = await proc.wait()
+    return code, out_path.read_text(), int(rss_path.read_text()) / 1024  # KiB on Linux
+
+
+LAUNCHER = """
+import resource, subprocess, sys
+code = subprocess.call(sys.argv[2:])
+with open(sys.argv[1], "w") as f:
+    f.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(code)
+"""
 
 
 @pytest.mark.slow
