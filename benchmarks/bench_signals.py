@@ -251,7 +251,7 @@ TESTS_DIR = str(Path(__file__).resolve().parent.parent / "tests")
 
 
 async def bench_lag(url: str, n: int) -> dict[str, float]:
-    sys.path.insert(0, TESTS_DIR)
+    sys.path[:0] = [TESTS_DIR, str(Path(TESTS_DIR).parent)]  # integration.*, tests.support
     from integration.books_support import running_feed, wait_until  # type: ignore[import-not-found]
     from integration.support import sim_context  # type: ignore[import-not-found]
     from integration.test_signals import EVERYTHING, make_arbitrage_free, neg_risk_event  # type: ignore[import-not-found]

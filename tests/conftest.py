@@ -14,7 +14,6 @@ from polytape.store import Store
 
 PG_URL = os.environ.get("POLYTAPE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("POLYTAPE_TEST_REQUIRE_PG") == "1"
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _pg_available() -> bool:

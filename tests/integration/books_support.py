@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -47,40 +45,9 @@ def mismatched(sim: SimServer, store: Store, tokens: list[str]) -> list[str]:
     return bad
 
 
-async def wait_until(cond: Callable[[], Awaitable[bool] | bool], timeout: float, what: str) -> float:
-    """Poll ``cond`` until true; returns the seconds it took (fails the test on timeout)."""
-    start = time.monotonic()
-    while True:
-        outcome = cond()
-        if not isinstance(outcome, bool):
-            outcome = await outcome
-        if outcome:
-            return time.monotonic() - start
-        assert time.monotonic() - start < timeout, f"timed out after {timeout}s waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 async def in_sync(sim: SimServer, store: Store, tokens: list[str]) -> bool:
     """True when every token's stored book equals the truth."""
     return not await asyncio.to_thread(mismatched, sim, store, tokens)
-
-
-@asynccontextmanager
-async def stepping(sim: SimServer, every: float = 0.02, ticks: int = 1) -> AsyncIterator[None]:
-    """Advance the world in the background while the block runs."""
-
-    async def loop() -> None:
-        while True:
-            await sim.step(ticks)
-            await asyncio.sleep(every)
-
-    task = asyncio.create_task(loop())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 @asynccontextmanager

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,8 @@ import sqlalchemy as sa
 from polytape.sim import SimServer
 from polytape.store import Store
 from polytape.store import schema as s
+from tests.support import waiting
+from tests.support.procs import polytape_env
 
 FAST_CADENCES = {
     "POLYTAPE_SYNC_GAMMA_EVENTS_INTERVAL": "6",
@@ -33,7 +34,7 @@ FAST_CADENCES = {
 
 
 def run_env(sim: SimServer, db_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POLYTAPE_")}
+    env = polytape_env()
     env.update(FAST_CADENCES)
     env.update(
         {
@@ -64,13 +65,8 @@ def start_run(env: dict[str, str], cwd: Path, log_name: str = "run.log") -> subp
 
 
 async def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if await asyncio.to_thread(cond):
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.25)
+    """:func:`tests.support.waiting.wait_until` for conditions that read the database."""
+    await waiting.wait_until(cond, timeout, what, every=0.25, blocking=True)
 
 
 async def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> int:
@@ -94,22 +90,9 @@ def runs_of(store: Store, job: str) -> list[dict[str, Any]]:
     return store.fetch_all(sa.select(jr).where(jr.c.job_name == job).order_by(jr.c.id))
 
 
-@contextlib.asynccontextmanager
-async def stepping(sim: SimServer, interval: float = 0.3) -> AsyncIterator[asyncio.Event]:
-    """Step the world in the background until the yielded event is set (pause) or exit."""
-    pause = asyncio.Event()
-
-    async def loop() -> None:
-        while not pause.is_set():
-            await sim.step()
-            await asyncio.sleep(interval)
-
-    task = asyncio.create_task(loop())
-    try:
-        yield pause
-    finally:
-        pause.set()
-        await task
+def stepping(sim: SimServer, interval: float = 0.3) -> AbstractAsyncContextManager[asyncio.Event]:
+    """:func:`tests.support.waiting.stepping` at ``polytape run``'s pace (a step every 0.3 s)."""
+    return waiting.stepping(sim, every=interval)
 
 
 def terminate(proc: subprocess.Popen[bytes]) -> None:

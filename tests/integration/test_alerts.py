@@ -19,6 +19,7 @@ from polytape.errors import ConfigError
 from polytape.store import Store
 from polytape.store import alerts as astore
 from polytape.store import signals as sstore
+from tests.support.loopback import serve_app
 
 from .books_support import wait_until
 
@@ -57,15 +58,9 @@ async def receiver() -> AsyncIterator[Receiver]:
 
     app = web.Application()
     app.router.add_post("/{name}", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    rec.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serve_app(app) as base_url:
+        rec.base = base_url
         yield rec
-    finally:
-        await runner.cleanup()
 
 
 class Clock:

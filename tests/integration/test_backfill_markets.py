@@ -14,10 +14,10 @@ from polytape.cli import backfill_markets_command as backfill_markets
 from polytape.errors import EXIT_OK, BackfillFailed
 from polytape.sim import SimServer
 from polytape.store import Store
+from tests.support.waiting import wait_until
 
 from .gamma_truth import stored, truth, when
 from .support import sim_context, sim_settings
-from .test_metadata_jobs import call_hook
 
 FAST = {"backfill_requests_per_second": 200.0, "gamma_page_size": 1}
 
@@ -55,18 +55,10 @@ async def test_backfill_since_keeps_later_events(sim: SimServer, store: Store) -
     assert early and stored(store) == truth(sim.world, closed=True, skip_events=early)
 
 
-async def test_backfill_resumes_after_a_failed_page(
-    sim: SimServer, store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_backfill_resumes_after_a_failed_page(sim: SimServer, store: Store) -> None:
     ids = closed_ids(sim)
+    sim.inject(host="gamma", path="/events/keyset", kind="503", count=5, after=2)
     async with sim_context(sim, store, http_max_retries=0, **FAST) as ctx:
-        call_hook(
-            monkeypatch,
-            ctx.clients.gamma,
-            "events_keyset",
-            3,
-            lambda: sim.inject(host="gamma", path="/events/keyset", kind="503", count=5),
-        )
         with pytest.raises(BackfillFailed, match="page 3 failed"):
             await run_backfill(ctx, closed=True, since=None, since_at=None)
     key = state_key(True, None, "keyset")
@@ -86,19 +78,14 @@ async def test_backfill_resumes_after_a_failed_page(
     assert store.get_state(key)["done"] is True
 
 
-async def test_backfill_cancelled_mid_way_keeps_what_it_stored(
-    sim: SimServer, store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_backfill_cancelled_mid_way_keeps_what_it_stored(sim: SimServer, store: Store) -> None:
     ids = closed_ids(sim)
     async with sim_context(sim, store, **FAST) as ctx:
-        task: asyncio.Task[object] | None = None
-
-        def interrupt() -> None:
-            assert task is not None
-            task.cancel()  # what Ctrl-C does to asyncio.run's main task
-
-        call_hook(monkeypatch, ctx.clients.gamma, "events_keyset", 3, interrupt)
+        # the third page hangs; Ctrl-C (a cancel of asyncio.run's main task) comes meanwhile
+        sim.inject(host="gamma", path="/events/keyset", kind="hang", after=2)
         task = asyncio.create_task(run_backfill(ctx, closed=True, since=None, since_at=None))
+        await wait_until(lambda: ("gamma", "/events/keyset", "hang") in sim.faults.served, 30, "page 3")
+        task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
     assert stored(store) == truth(sim.world, closed=True, skip_events=frozenset(ids[2:]))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import time
@@ -18,13 +17,14 @@ from polytape.store import schema as s
 from polytape.store.trades import load_watermark
 from tests.integration.runproc import wait_until
 from tests.integration.trades_truth import stored_keys, truth_keys
+from tests.support.procs import polytape_env
 
 THRESHOLD = 300.0
 LOOKBACK_H = 500.0
 
 
 def job_env(sim: SimServer, db_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POLYTAPE_")}
+    env = polytape_env()
     env.update(
         {
             "POLYTAPE_DATABASE_URL": db_url,

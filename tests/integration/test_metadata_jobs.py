@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,23 +16,6 @@ from polytape.store.metadata import set_clob_neg_risk
 
 from .gamma_truth import stored, truth
 from .support import sim_context
-
-
-def call_hook(
-    monkeypatch: pytest.MonkeyPatch, obj: Any, method: str, nth: int, hook: Callable[[], Any]
-) -> None:
-    """Run ``hook`` just before the ``nth`` call of ``obj.method`` (to fault a given page)."""
-    original = getattr(obj, method)
-    calls = 0
-
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == nth:
-            hook()
-        return await original(*args, **kwargs)
-
-    monkeypatch.setattr(obj, method, wrapper)
 
 
 async def sync(ctx: JobContext) -> JobResult:
@@ -100,29 +82,19 @@ async def test_clob_neg_risk_survives_gamma_syncs(sim: SimServer, store: Store) 
 
 @pytest.mark.parametrize(("kind", "count"), [("503", 2), ("429", 1), ("reset", 1), ("html1015", 1)])
 async def test_transient_faults_mid_sync_lose_nothing(
-    sim: SimServer, store: Store, monkeypatch: pytest.MonkeyPatch, kind: str, count: int
+    sim: SimServer, store: Store, kind: str, count: int
 ) -> None:
+    sim.inject(host="gamma", path="/events/keyset", kind=kind, count=count, retry_after=0.2, after=2)
     async with sim_context(sim, store, gamma_page_size=5) as ctx:
-
-        def fault() -> None:
-            sim.inject(host="gamma", path="/events/keyset", kind=kind, count=count, retry_after=0.2)
-
-        call_hook(monkeypatch, ctx.clients.gamma, "events_keyset", 3, fault)
         result = await sync(ctx)
     assert result.status == "ok", result
     assert [k for _, _, k in sim.faults.served] == [kind] * count
     assert stored(store) == truth(sim.world)
 
 
-async def test_429_honours_retry_after(sim: SimServer, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_429_honours_retry_after(sim: SimServer, store: Store) -> None:
+    sim.inject(host="gamma", path="/events/keyset", kind="429", retry_after=0.5, after=1)
     async with sim_context(sim, store, gamma_page_size=5) as ctx:
-        call_hook(
-            monkeypatch,
-            ctx.clients.gamma,
-            "events_keyset",
-            2,
-            lambda: sim.inject(host="gamma", path="/events/keyset", kind="429", retry_after=0.5),
-        )
         await sync(ctx)
     log = [r for r in sim.request_log if r.path == "/events/keyset"]
     i = next(i for i, r in enumerate(log) if r.status == 429)
@@ -131,16 +103,10 @@ async def test_429_honours_retry_after(sim: SimServer, store: Store, monkeypatch
 
 
 async def test_page_failing_after_retries_ends_partial_and_keeps_earlier_pages(
-    sim: SimServer, store: Store, monkeypatch: pytest.MonkeyPatch
+    sim: SimServer, store: Store
 ) -> None:
+    sim.inject(host="gamma", path="/events/keyset", kind="503", count=10, after=2)
     async with sim_context(sim, store, gamma_page_size=5, http_max_retries=1) as ctx:
-        call_hook(
-            monkeypatch,
-            ctx.clients.gamma,
-            "events_keyset",
-            3,
-            lambda: sim.inject(host="gamma", path="/events/keyset", kind="503", count=10),
-        )
         result = await sync(ctx)
     assert result.status == "partial" and "page 3" in result.details["problems"][0]
     first_ten = sorted((e for e in sim.world.events.values() if not e.closed), key=lambda e: int(e.id))[:10]

@@ -31,6 +31,7 @@ from polytape.store import signals as sstore
 from polytape.store.alerts import recent as alert_log
 from polytape.store.schema import orderbook_levels, orderbooks, signal_events, tracked_markets
 from polytape.store.universe import UNIVERSE_MEMBERS_KEY, tracked_tokens
+from tests.support.loopback import serve_app
 
 from .books_support import running_feed, wait_until
 from .support import sim_context
@@ -441,15 +442,8 @@ async def webhook_server(fail_first: int) -> AsyncIterator[tuple[str, list[dict[
 
     app = web.Application()
     app.router.add_post("/services/T1/B2", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}/services/T1/B2", received
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as base_url:
+        yield f"{base_url}/services/T1/B2", received
 
 
 async def test_each_new_signal_reaches_the_old_webhook_setting_through_apprise(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from websockets.asyncio.client import ClientConnection
 from polytape.sim import SimServer, WsSettings
 from polytape.sim.hashing import hash_of_payload
 from polytape.sim.model import Market
+from tests.support.waiting import wait_until
 
 
 async def recv(ws: ClientConnection, timeout: float = 3.0) -> str:
@@ -38,11 +40,7 @@ async def recv_until(ws: ClientConnection, pred: Callable[[Any], bool], timeout:
             return got
 
 
-async def wait_for(cond: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
+wait_for = functools.partial(wait_until, timeout=3.0, every=0.005)
 
 
 def live_markets(sim: SimServer, n: int) -> list[Market]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,13 +18,12 @@ from polytape.normalize.books import (
     level_changes,
     parse_rest_book,
 )
+from tests.support.fixtures import fixture_text
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
 NOW = datetime(2026, 9, 29, 12, 0, tzinfo=UTC)
 
 
-def load(name: str) -> str:
-    return (FIXTURES / name).read_text()
+load = fixture_text
 
 
 def sequence() -> tuple[BookMsg, list[PriceChangeMsg]]:

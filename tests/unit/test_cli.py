@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from polytape import cli
 from polytape.jobs.registry import SCHEDULED_JOBS
+from tests.support.procs import polytape_env
 
 COMMANDS = [
     ["run"], ["job"], ["backfill", "trades"], ["backfill", "markets"], ["track", "add"],
@@ -27,7 +28,7 @@ COMMANDS = [
 def polytape(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "polytape", *args],
-        cwd=cwd, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", **(env or {})},
+        cwd=cwd, env=polytape_env(minimal=True, **(env or {})),
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
 

@@ -13,6 +13,7 @@ from aiohttp import web
 from polytape.clients import ApiClients, open_clients
 from polytape.errors import ClientError, OffsetCapExceeded, PayloadError
 from polytape.http import HttpConfig
+from tests.support.loopback import serve_app
 
 CONFIG = HttpConfig(timeout=1.0, connect_timeout=1.0, max_retries=1, backoff_base=0.01, backoff_max=0.02)
 CID = "0x" + "ab" * 32
@@ -60,15 +61,10 @@ async def api() -> AsyncIterator[tuple[FakeApi, ApiClients]]:
     fake = FakeApi()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", fake.dispatch)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    clients = await open_clients(f"{base}/gamma", f"{base}/data", f"{base}/clob", CONFIG)
-    yield fake, clients
-    await clients.aclose()
-    await runner.cleanup()
+    async with serve_app(app) as base:
+        clients = await open_clients(f"{base}/gamma", f"{base}/data", f"{base}/clob", CONFIG)
+        yield fake, clients
+        await clients.aclose()
 
 
 async def test_clients_of_one_host_share_one_throttle(api: tuple[FakeApi, ApiClients]) -> None:

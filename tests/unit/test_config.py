@@ -10,6 +10,7 @@ import pytest
 
 from polytape.config import load_settings
 from polytape.errors import ConfigError
+from tests.support.procs import polytape_env
 
 
 def test_defaults_match_architecture(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -84,7 +85,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 
 def test_cli_bad_setting_exits_2_with_one_line(tmp_path: Path) -> None:
-    env = {"POLYTAPE_MAX_TRACKED_MARKETS": "-5", "PATH": "/usr/bin:/bin"}
+    env = polytape_env(minimal=True, POLYTAPE_MAX_TRACKED_MARKETS="-5")
     proc = subprocess.run(
         [sys.executable, "-m", "polytape", "db", "upgrade"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,

@@ -10,6 +10,7 @@ import pytest
 
 from polytape.config import Settings, check_environment, load_settings
 from polytape.errors import ConfigError
+from tests.support.procs import polytape_env
 
 
 def test_misspelt_variable_is_refused_with_a_suggestion(
@@ -67,7 +68,7 @@ def test_unknown_toml_key_suggests(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 def test_cli_exits_2_with_one_line(tmp_path: Path, env: dict[str, str], needle: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "polytape", "job", "sync-large-trades"],
-        cwd=tmp_path, env={**env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path, env=polytape_env(minimal=True, **env), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 2, proc.stderr

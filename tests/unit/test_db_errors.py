@@ -3,7 +3,6 @@ connection failures and malformed URLs are one line with the right exit code."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ import sqlalchemy as sa
 from polytape.errors import DatabaseRefused, DatabaseUnavailable, StoreStopping
 from polytape.store import Store
 from tests.conftest import PG_URL
+from tests.support.procs import polytape_env
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 PATIENT = 3600.0  # a retry window no test would outlast: the error must come at once
@@ -131,7 +131,7 @@ def test_transient_sqlite_lock_is_retried(tmp_path: Path) -> None:
 
 
 def _cli(tmp_path: Path, *args: str, db: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POLYTAPE_")}
+    env = polytape_env()
     env["POLYTAPE_DATABASE_URL"] = db
     return subprocess.run(
         [sys.executable, "-m", "polytape", *args],

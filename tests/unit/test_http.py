@@ -35,6 +35,7 @@ from polytape.http import (
     excerpt,
     parse_retry_after,
 )
+from tests.support.loopback import serve_app
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -146,15 +147,10 @@ async def server() -> AsyncIterator[ScriptedServer]:
     scripted = ScriptedServer()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", scripted.dispatch)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    scripted.base_url = f"http://127.0.0.1:{port}"
-    yield scripted
-    scripted.release.set()
-    await runner.cleanup()
+    async with serve_app(app) as base_url:
+        scripted.base_url = base_url
+        yield scripted
+        scripted.release.set()
 
 
 async def make_client(server: ScriptedServer, config: HttpConfig = FAST) -> HttpClient:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -24,12 +23,9 @@ from polytape.normalize.books import (
     parse_timestamp,
     timestamp_ms,
 )
+from tests.support.fixtures import fixture_text
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
-
-
-def text(name: str) -> str:
-    return (FIXTURES / name).read_text()
+text = fixture_text
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,14 +20,12 @@ from polytape.normalize.gamma import (
     parse_gamma_datetime,
     sport_tag_ids,
 )
-
-FIXTURES = Path(__file__).parent.parent / "fixtures"
+from tests.support.fixtures import fixture_json
 
 NOW = datetime(2026, 3, 11, 16, 0, tzinfo=UTC)
 
 
-def load(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+load = fixture_json
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,13 +20,12 @@ from polytape.normalize.trades import (
     normalize_trade_v2,
     normalize_trades,
 )
-from tests.conftest import FIXTURES
+from tests.support.fixtures import fixture_json
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def load(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+load = fixture_json
 
 
 def v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:

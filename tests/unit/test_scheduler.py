@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 from polytape.jobs.base import JobResult
 from polytape.scheduler import ScheduledJob, Scheduler
+from tests.support.waiting import wait_until
 
-
-async def wait_for(cond: object, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.005)
+wait_for = functools.partial(wait_until, timeout=5.0, every=0.005)
 
 
 async def test_jobs_repeat_and_never_overlap_themselves() -> None:

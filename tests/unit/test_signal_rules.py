@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -25,8 +23,8 @@ from polytape.signals.model import (
     RuleConfig,
     TradeIn,
 )
+from tests.support.fixtures import fixture_json, fixture_text
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
 NOW = datetime(2026, 7, 2, 12, 0, 0, tzinfo=UTC)
 CFG = RuleConfig()  # the settings' defaults
 
@@ -61,7 +59,7 @@ def book(
 
 
 def test_large_trade_on_a_recorded_whale_print() -> None:
-    raw = json.loads((FIXTURES / "data_trades.json").read_text())[0]
+    raw = fixture_json("data_trades.json")[0]
     raw = {**raw, "size": 20_000, "timestamp": int(NOW.timestamp()) - 30}
     rec = normalize_trade_v1(raw, NOW)
     fields = [f.name for f in dataclasses.fields(TradeIn) if f.name not in ("id", "question")]
@@ -266,7 +264,7 @@ def test_walk_legs_stops_when_the_edge_is_gone() -> None:
 
 def live_registry(received_at: datetime) -> tuple[BookRegistry, str]:
     """A registry holding the recorded WS book, received at ``received_at``."""
-    (msg,) = decode_frame((FIXTURES / "ws_book.json").read_text())
+    (msg,) = decode_frame(fixture_text("ws_book.json"))
     assert isinstance(msg, BookMsg)
     registry = BookRegistry()
     registry.track(msg.asset_id, msg.market)

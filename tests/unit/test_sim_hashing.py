@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from polytape.sim import World
 from polytape.sim.hashing import book_hash, hash_of_payload
 from polytape.sim.model import BookEvent, FeedEvent, PriceChangeEvent, TickSizeEvent
 from polytape.sim.payloads import clob_book, ws_book
+from tests.support.fixtures import fixture_json
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
-
-
-def load(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+load = fixture_json
 
 
 class ReplayBook:

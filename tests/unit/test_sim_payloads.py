@@ -6,7 +6,6 @@ import json
 import re
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +13,8 @@ import pytest
 from polytape.sim import World
 from polytape.sim import payloads as pl
 from polytape.sim.model import Fill, PriceChangeEvent, TickSizeEvent, TradeEvent
+from tests.support.fixtures import fixture_json
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
 NOW = 1_790_000_000.0
 
 # keys a capture has that the simulator leaves out on purpose (optional on the real API too)
@@ -28,8 +27,7 @@ MARKET_OPTIONAL = {
 }  # fmt: skip
 
 
-def load(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+load = fixture_json
 
 
 def kind(value: Any) -> str:

@@ -24,13 +24,13 @@ from polytape.store.trades import (
     store_trades_page,
     subtract_interval,
 )
-from tests.conftest import FIXTURES
+from tests.support.fixtures import fixture_json
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def fixture_rows() -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = json.loads((FIXTURES / "data_trades.json").read_text())
+    rows: list[dict[str, Any]] = fixture_json("data_trades.json")
     return rows
 
 

@@ -132,6 +132,7 @@ class Injection:
     items: int = 2  # bad_fields: items corrupted per page
     corruption: str | None = None  # bad_fields: a name from ``corrupt.CORRUPTIONS`` (else random)
     connection: int | None = None  # WS kinds: only this ``Connection.id``
+    after: int = 0  # matching requests/frames let through before the first fault
 
     def matches(self, host: str, path: str) -> bool:
         """True when this injection applies to ``host`` and ``path``."""
@@ -169,6 +170,7 @@ class FaultInjector:
         items: int = 2,
         corruption: str | None = None,
         connection: int | None = None,
+        after: int = 0,
     ) -> Injection:
         """Queue a targeted fault; validated against the known kinds and hosts."""
         if kind not in HTTP_KINDS | WS_KINDS:
@@ -183,7 +185,11 @@ class FaultInjector:
             raise ValueError(f"unknown corruption {corruption!r}; choose from {sorted(CORRUPTION_NAMES)}")
         if connection is not None and kind not in WS_KINDS:
             raise ValueError("connection= applies to WebSocket faults only")
-        injection = Injection(kind, host, path, count, retry_after, delay, items, corruption, connection)
+        if after < 0:
+            raise ValueError("after= must not be negative")
+        injection = Injection(
+            kind, host, path, count, retry_after, delay, items, corruption, connection, after=after
+        )
         self.injections.append(injection)
         return injection
 
@@ -199,6 +205,9 @@ class FaultInjector:
             if injection.connection not in (None, connection):
                 continue
             if injection.kind in kinds and injection.matches(host, path):
+                if injection.after > 0:  # let this one through, and no other injection either
+                    injection.after -= 1
+                    return None
                 injection.count -= 1
                 if injection.count <= 0:
                     self.injections.remove(injection)

@@ -183,11 +183,13 @@ class SimServer:
         items: int = 2,
         corruption: str | None = None,
         connection: int | None = None,
+        after: int = 0,
     ) -> Injection:
         """Serve fault ``kind`` to the next ``count`` matching requests (or WS frames).
 
         ``items``/``corruption`` shape ``bad_fields``; ``connection`` aims a WS fault at
-        one ``Connection.id`` (see ``faults`` for every kind).
+        one ``Connection.id`` (see ``faults`` for every kind). ``after`` lets that many
+        matching requests pass first: ``after=2`` faults the third page.
         """
         return self.faults.inject(
             kind,
@@ -199,6 +201,7 @@ class SimServer:
             items=items,
             corruption=corruption,
             connection=connection,
+            after=after,
         )
 
     def clear_faults(self) -> None:
