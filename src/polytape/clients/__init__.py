@@ -1,4 +1,10 @@
-"""REST clients of the three Polymarket APIs, sharing one HTTP session and throttles."""
+"""REST clients of the three Polymarket APIs, sharing one HTTP session and throttles.
+
+I/O only: each method sends one request through :mod:`polytape.http` and returns the
+decoded JSON (shape-checked); normalizing is :mod:`polytape.normalize`'s job. ``clob_ws``
+is the WebSocket market channel. Imports: http, errors (and websockets/httpx, which only
+this package and ``http/`` may import).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""Pure functions from raw API payloads to typed records: no I/O, no clock reads."""
+"""Pure functions from raw API payloads to typed records: no I/O, no clock reads.
+
+``gamma`` (events, markets, tokens, tags), ``trades`` (both trade feeds), ``open_interest``,
+``books`` (WebSocket frames and REST books). Whatever cannot be normalized becomes one
+:class:`Rejected` record with its reason; a malformed item raises a :class:`PayloadError`
+subclass inside the normalizer. Imports: errors only; never store, http or clients.
+"""
 
 from __future__ import annotations
 

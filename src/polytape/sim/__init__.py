@@ -2,7 +2,9 @@
 
 ``async with SimServer(seed=7) as sim:`` then point clients at ``sim.gamma_url``,
 ``sim.data_api_url``, ``sim.clob_url`` and ``sim.clob_ws_url``; read the truth from
-``sim.world``; inject faults with ``sim.inject(...)``.
+``sim.world``; inject faults with ``sim.inject(...)`` (``after=N`` lets N matching
+requests through first). It stands in for the outside world, so it imports nothing of
+polytape outside ``sim/``.
 """
 
 from polytape.sim.faults import FaultProfile
