@@ -252,7 +252,7 @@ TESTS_DIR = str(Path(__file__).resolve().parent.parent / "tests")
 
 async def bench_lag(url: str, n: int) -> dict[str, float]:
     sys.path[:0] = [TESTS_DIR, str(Path(TESTS_DIR).parent)]  # integration.*, tests.support
-    from integration.books_support import running_feed, wait_until  # type: ignore[import-not-found]
+    from integration.books_support import running_feed  # type: ignore[import-not-found]
     from integration.support import sim_context  # type: ignore[import-not-found]
     from integration.test_signals import EVERYTHING, make_arbitrage_free, neg_risk_event  # type: ignore[import-not-found]
 
@@ -261,6 +261,7 @@ async def bench_lag(url: str, n: int) -> dict[str, float]:
     from polytape.jobs.registry import JOBS
     from polytape.sim import SimServer
     from polytape.store.universe import tracked_tokens
+    from tests.support.waiting import wait_until  # type: ignore[import-not-found]
 
     store = Store.open(url)
     lags: list[float] = []

@@ -266,7 +266,7 @@ def status_json(report: StatusReport) -> dict[str, Any]:
     return {
         "verdict": "healthy" if health.ok else "unhealthy",
         "healthy": health.ok,
-        "problems": list(health.problems),
+        "problems": [redact_urls(p) for p in health.problems],
         "jobs": [
             {
                 "name": j.name,

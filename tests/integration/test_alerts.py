@@ -20,8 +20,7 @@ from polytape.store import Store
 from polytape.store import alerts as astore
 from polytape.store import signals as sstore
 from tests.support.loopback import serve_app
-
-from .books_support import wait_until
+from tests.support.waiting import wait_until
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

@@ -14,8 +14,9 @@ from polytape.store import Store
 from polytape.store.schema import markets, orderbooks, rejected_payloads
 from polytape.store.universe import add_manual, refresh_tracked, remove_manual, tracked_tokens
 from tests.support.stored_books import latest_books
+from tests.support.waiting import stepping, wait_until
 
-from .books_support import in_sync, live_tracked, mismatched, running_feed, stepping, subscribed, wait_until
+from .books_support import in_sync, live_tracked, mismatched, running_feed, subscribed
 from .support import sim_context
 
 RESYNC_SECONDS = 6.0

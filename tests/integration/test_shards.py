@@ -14,8 +14,9 @@ from polytape.sim import SimServer
 from polytape.sim.model import Event, Market
 from polytape.sim.world import World
 from polytape.store import Store
+from tests.support.waiting import stepping, wait_until
 
-from .books_support import live_tracked, mismatched, running_feed, stepping, subscribed, wait_until
+from .books_support import live_tracked, mismatched, running_feed, subscribed
 from .support import sim_context
 
 FAST = {

@@ -32,8 +32,9 @@ from polytape.store.alerts import recent as alert_log
 from polytape.store.schema import orderbook_levels, orderbooks, signal_events, tracked_markets
 from polytape.store.universe import UNIVERSE_MEMBERS_KEY, tracked_tokens
 from tests.support.loopback import serve_app
+from tests.support.waiting import wait_until
 
-from .books_support import running_feed, wait_until
+from .books_support import running_feed
 from .support import sim_context
 
 EVERYTHING = {"min_liquidity": 0, "min_volume": 0, "min_oi": 0, "max_tracked_markets": 500}

@@ -17,8 +17,9 @@ from polytape.store import Store
 from polytape.store.schema import markets, orderbooks
 from polytape.store.universe import add_manual
 from tests.support.stored_books import latest_books, stored_book
+from tests.support.waiting import stepping, wait_until
 
-from .books_support import in_sync, live_tracked, mismatched, running_feed, stepping, wait_until
+from .books_support import in_sync, live_tracked, mismatched, running_feed
 from .support import sim_context
 
 

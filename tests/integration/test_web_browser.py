@@ -24,8 +24,9 @@ from polytape.store import Store
 from polytape.store.schema import signal_events
 from polytape.store.universe import tracked_tokens
 from polytape.web import WebServer
+from tests.support.waiting import wait_until
 
-from .books_support import running_feed, wait_until
+from .books_support import running_feed
 from .support import sim_context
 from .test_signals import EVERYTHING, make_arbitrage_free, neg_risk_event, plant_neg_risk_asks, quiet_world
 
