@@ -13,6 +13,8 @@ from polytape.sim import SimServer
 from polytape.store import Store
 from polytape.store.universe import tracked_tokens
 from tests.support.stored_books import latest_books
+from tests.support.waiting import stepping as stepping  # re-exported: older imports keep working
+from tests.support.waiting import wait_until as wait_until  # re-exported likewise
 
 Levels = tuple[list[tuple[float, float]], list[tuple[float, float]]]
 

@@ -18,8 +18,9 @@ from polytape.jobs.refresh_universe import ensure_universe
 from polytape.jobs.registry import job_fn
 from polytape.sim import SimServer, World
 from polytape.store import Store
+from tests.support.waiting import stepping, wait_until
 
-from .books_support import in_sync, live_tracked, running_feed, stepping, wait_until
+from .books_support import in_sync, live_tracked, running_feed
 from .support import sim_context
 
 FAST = {
