@@ -1,7 +1,7 @@
 """The JSON API under ``/api/`` (read-only; every page is drawn from it).
 
 =====================================  ====================================================
-``GET /api/status``                    what ``polytape status`` says, as one JSON object
+``GET /api/status``                    what ``polytape status --json`` says (+ runner, archive state)
 ``GET /api/markets``                   the tracked universe with prices, OI, volume
 ``GET /api/markets/{condition_id}``    the market; per token its book, best first
 ``GET /api/markets/{cid}/trades``      recent recorded trades (``large`` marked)
@@ -117,10 +117,10 @@ def signal_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def status(request: web.Request) -> web.Response:
-    from polytape.web.overview import status_json
+    from polytape.web.overview import status_payload
 
     settings = request.app[SETTINGS_KEY]
-    return json_response(await asyncio.to_thread(status_json, request.app[STORE_KEY], settings))
+    return json_response(await asyncio.to_thread(status_payload, request.app[STORE_KEY], settings))
 
 
 async def markets(request: web.Request) -> web.Response:

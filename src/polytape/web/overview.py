@@ -1,4 +1,9 @@
-"""``/api/status``: the health ``polytape status`` prints, as one JSON object."""
+"""``/api/status``: what ``polytape status --json`` says, read through the dashboard's store.
+
+The same judgement (:func:`polytape.status.assess`) and the same JSON
+(:func:`polytape.status.status_json`), plus the runner's heartbeat and the archive's
+state with an ``enabled`` flag and, when off or empty, the ``reason``.
+"""
 
 from __future__ import annotations
 
@@ -6,47 +11,27 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from polytape.config import Settings
-from polytape.redact import redact_urls
-from polytape.status import assess
+from polytape.status import StatusReport, assess, status_json
 from polytape.store import Store
 from polytape.store.status import status_snapshot
 from polytape.web.history import archive_state
 
 
-def status_json(store: Store, settings: Settings, now: datetime | None = None) -> dict[str, Any]:
-    """Jobs with their age against their cadence, the feed, the runner, alerts, the archive."""
+def status_payload(store: Store, settings: Settings, now: datetime | None = None) -> dict[str, Any]:
+    """``polytape status --json`` for this database, with the runner and the archive's state."""
     now = now or datetime.now(UTC)
     snap = status_snapshot(
         store,
         now,
         book_stale_before=now - timedelta(seconds=settings.book_stale_seconds),
         since=now - timedelta(hours=1),
+        worker_ttl=settings.worker_lease_seconds,
     )
-    health = assess(snap, settings, now)
-    return {
-        "healthy": health.ok,
-        "problems": health.problems,
-        "now": now,
-        "jobs": [
-            {
-                "name": j.name,
-                "status": j.status,
-                "age_seconds": None if j.age is None else round(j.age.total_seconds(), 1),
-                "cadence_seconds": j.cadence,
-                "late": j.late,
-                "rows": j.rows,
-                "error": redact_urls(j.error) if j.error else None,
-            }
-            for j in health.jobs
-        ],
-        "runner": snap.get("runner"),
-        "ws_feed": snap.get("ws_feed"),
-        "counts": {
-            k: snap.get(k)
-            for k in ("trades", "newest_trade", "tracked_markets", "books", "stale_books", "signals_recent")
-        },
-        "rejected_recent": snap.get("rejected_recent") or {},
-        "alerts": snap.get("alerts") or [],
-        "workers": snap.get("workers"),
-        "archive": archive_state(settings),
-    }
+    archive = archive_state(settings, now)
+    if archive.get("exists"):
+        snap["archive"] = {k: v for k, v in archive.items() if k not in ("enabled", "reason")}
+    out = status_json(StatusReport(assess(snap, settings, now), snap))
+    out["archive"] = archive
+    out["runner"] = snap.get("runner")
+    out["now"] = now
+    return out

@@ -171,11 +171,11 @@ pages.overview = () => every(5, async () => {
     el("td", { text: fmt.age(j.cadence_seconds) }),
     el("td", { text: j.rows === null ? "–" : j.rows }),
     el("td", { text: (j.error || "").slice(0, 80) }))));
-  kvRows(document.querySelector("#feed tbody"), s.ws_feed || s.feed || { feed: "not reporting" });
-  const counts = Object.assign({}, s.counts || s.store);
+  kvRows(document.querySelector("#feed tbody"), s.feed || { feed: "not reporting" });
+  const counts = Object.assign({}, s.store);
   delete counts.rejected_recent;
   kvRows(document.querySelector("#counts tbody"), counts);
-  const rejected = s.rejected_recent || (s.store || {}).rejected_recent || {};
+  const rejected = s.store.rejected_recent || {};
   kvRows(document.querySelector("#rejected tbody"), Object.keys(rejected).length ? rejected : { none: 0 });
   const workers = document.getElementById("workers");
   if (Array.isArray(s.workers) && s.workers.length && typeof s.workers[0] === "object") {
