@@ -29,7 +29,7 @@ log = structlog.get_logger("polytape.archive")
 
 UPKEEP_SECONDS = 300.0
 TICK_SECONDS = 0.5
-_SIDE = {"BUY": "bid", "SELL": "ask"}
+_SIDE = {"BUY": 0, "SELL": 1}  # the writer's side codes (bid, ask)
 
 
 class BookArchive:

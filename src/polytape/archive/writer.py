@@ -107,7 +107,7 @@ class _L2Columns:
         self.conn: list[str] = []
         self.base = array("q")  # seq of the message's first row minus its row index
         self.ends = array("i")  # row count after the message (run end)
-        self.side: list[str] = []
+        self.side = bytearray()  # 0 bid, 1 ask
         self.price = array("d")
         self.amount = array("d")
 
@@ -131,7 +131,7 @@ class _L2Columns:
                 expand(_numbers(pa.int64(), m, self.ts)),
                 expand(_numbers(pa.int64(), m, self.local)),
                 expand(_bools(self.snap)),
-                pa.array(self.side, pa.string()),
+                pa.DictionaryArray.from_arrays(_numbers(pa.int8(), n, self.side), _SIDES).cast(pa.string()),
                 _numbers(pa.float64(), n, self.price),
                 _numbers(pa.float64(), n, self.amount),
                 expand(pa.array(self.hash, pa.string())),
@@ -168,7 +168,11 @@ class _L2Columns:
         self.ends.append(len(self.price))
 
 
-def _numbers(kind: Any, n: int, values: array[Any]) -> Any:
+_SIDES = pa.array([BID, ASK], pa.string())
+SIDE_CODES = {BID: 0, ASK: 1, 0: 0, 1: 1}
+
+
+def _numbers(kind: Any, n: int, values: array[Any] | bytearray) -> Any:
     return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(values)])
 
 
@@ -259,16 +263,16 @@ class ArchiveWriter:
         """A full book that replaces the previous one (``heal=False`` for a checkpoint)."""
         c = self._l2
         n = 0
-        for side, levels in ((BID, bids), (ASK, asks)):
+        for code, levels in ((b"\x00", bids), (b"\x01", asks)):
             levels = levels if isinstance(levels, list) else list(levels)
             if levels:
                 prices, sizes = zip(*levels, strict=False)
                 c.price.extend(prices)
                 c.amount.extend(sizes)
-                c.side.extend([side] * len(levels))
+                c.side.extend(code * len(levels))
                 n += len(levels)
         if not n:  # an empty book still marks the reset
-            c.side.append(BID)
+            c.side.append(0)
             c.price.append(0.0)
             c.amount.append(0.0)
             n = 1
@@ -293,19 +297,22 @@ class ArchiveWriter:
         condition_id: str,
         ts_us: int,
         local_us: int,
-        changes: Iterable[tuple[str, float, float]],
+        changes: Iterable[tuple[str | int, float, float]],
         hash: str = "",
         verified: bool = False,
         connection_id: str = "",
     ) -> None:
-        """Level updates of one message for one token: ``(side, price, new size)``, 0 removes."""
+        """Level updates of one message for one token: ``(side, price, new size)``; 0 removes.
+
+        ``side`` is ``bid``/``ask`` or its code (0/1, what :class:`BookArchive` passes).
+        """
         rows = changes if isinstance(changes, list) else list(changes)
         n = len(rows)
         if not n:
             return
         c = self._l2
         sides, prices, sizes = zip(*rows, strict=False)  # strict=True costs a check per row
-        c.side.extend(sides)
+        c.side.extend(sides if type(sides[0]) is int else [SIDE_CODES[x] for x in sides])
         c.price.extend(prices)
         c.amount.extend(sizes)
         c.message(token_id, condition_id, ts_us, local_us, False, hash, verified, connection_id, self.seq + 1)
