@@ -535,3 +535,15 @@ def test_cli_exports_database_types(tmp_path: Path, sqlite_url: str) -> None:
     ]
     bad = polytape_cli("export", "nonsense", "--since", "1h", "--out", str(oi), env=env)
     assert bad.returncode == 2 and "unknown data type" in bad.stderr
+
+
+def test_a_deferred_check_moves_the_gap_start(tmp_path: Path) -> None:
+    from polytape.archive.service import BookArchive
+
+    archive = BookArchive(tmp_path)
+    w = archive.writer
+    w.record_snapshot("T1", "C1", T0 + 1_000, T0 + 1_000, [(0.4, 1.0)], [], "a", False)
+    w.record_changes("T1", "C1", T0 + 5_000, T0 + 5_000, [("bid", 0.41, 2.0)], "b", False)  # check deferred
+    archive.verified_at("T1", (T0 + 5_000) // 1000)  # ... and passed later
+    archive.open_gap("T1", "hash_mismatch")
+    assert w.open_gaps["T1"].start == T0 + 5_000

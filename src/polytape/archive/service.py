@@ -147,6 +147,17 @@ class BookArchive:
         for h in handovers:
             self.writer.open_gap(h.token_id, "handover", datetime_us(h.since))
 
+    def verified_at(self, token_id: str, ts_ms: int) -> None:
+        """A (deferred) hash check passed for the token's state at server time ``ts_ms``.
+
+        Rows already written keep ``verified`` as it was when they were recorded; this
+        moves the token's last known-good time, where a later gap would start.
+        """
+        writer = self.writer
+        us = ts_ms * 1000
+        if us > writer.good_ts.get(token_id, 0):
+            writer.good_ts[token_id] = us
+
     def open_gap(self, token_id: str, reason: str) -> None:
         """The token's history may be wrong from its last good time until its next heal."""
         self.writer.open_gap(token_id, reason)
