@@ -76,6 +76,8 @@ class Venue:
             asks = [Level(f"{(mid + levels - k) / 1000:.3f}", sizes[levels + k]) for k in range(levels)]
             self.snapshots.append((bids, asks))
         self.books = self._initial_books()  # what is served: the state at the replay position
+        self._snapshots: dict[str, dict[str, Any]] = {}
+        self._ws_books: dict[str, str] = {}
         self.changes: list[tuple[str, str, str]] = []  # per message: YES side, YES price, size
 
     def _initial_books(self) -> dict[str, OrderBook]:
@@ -98,9 +100,18 @@ class Venue:
         self.books[yes].apply_change(side, price, size, ts)
         other = "SELL" if side == "BUY" else "BUY"
         self.books[no].apply_change(other, f"{1 - float(price):.3f}", size, ts)
+        for token in (yes, no):
+            self._snapshots.pop(token, None)
+            self._ws_books.pop(token, None)
 
     def snapshot(self, token_id: str) -> dict[str, Any]:
-        """The REST ``/book`` payload of a token now (hash included)."""
+        """The REST ``/book`` payload of a token now (hash included); cached until it moves."""
+        cached = self._snapshots.get(token_id)
+        if cached is None:
+            cached = self._snapshots[token_id] = self._snapshot(token_id)
+        return cached
+
+    def _snapshot(self, token_id: str) -> dict[str, Any]:
         book = self.books[token_id]
         return {
             "market": book.condition_id,
@@ -115,9 +126,12 @@ class Venue:
             "last_trade_price": book.last_trade_price,
         }
 
-    def ws_book(self, token_id: str) -> dict[str, Any]:
-        """The WS ``book`` message of a token (REST-only fields included, so it verifies alone)."""
-        return {"event_type": "book", **self.snapshot(token_id)}
+    def ws_book(self, token_id: str) -> str:
+        """The WS ``book`` message of a token as JSON (REST-only fields included: it verifies alone)."""
+        cached = self._ws_books.get(token_id)
+        if cached is None:
+            cached = self._ws_books[token_id] = json.dumps({"event_type": "book", **self.snapshot(token_id)})
+        return cached
 
     def message_ms(self, k: int) -> int:
         """Server timestamp of message ``k`` (after :meth:`generate`)."""
@@ -239,16 +253,17 @@ class LoadServer:
 
     async def _dump(self, conn: _Conn, ids: list[str]) -> None:
         for i in range(0, len(ids), BOOK_CHUNK):
-            chunk = [self.venue.ws_book(t) for t in ids[i : i + BOOK_CHUNK]]
-            await conn.ws.send_str(json.dumps(chunk))
+            chunk = ",".join(self.venue.ws_book(t) for t in ids[i : i + BOOK_CHUNK])
+            await conn.ws.send_str("[" + chunk + "]")
+            await asyncio.sleep(0)  # let other sockets' handshakes in
 
     # ---- REST ----------------------------------------------------------------------------
 
     async def books(self, request: web.Request) -> web.Response:
         body = await request.json()
         ids = [str(item.get("token_id")) for item in body if isinstance(item, dict)]
-        out = [self.venue.snapshot(t) for t in ids if t in self.venue.books]
-        return web.json_response(out)
+        out = ",".join(self.venue.ws_book(t) for t in ids if t in self.venue.books)  # a /books item may
+        return web.Response(text="[" + out + "]", content_type="application/json")  # carry event_type
 
     async def book(self, request: web.Request) -> web.Response:
         token = request.query.get("token_id", "")
