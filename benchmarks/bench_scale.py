@@ -224,10 +224,22 @@ def start_simulator(args: argparse.Namespace) -> tuple[subprocess.Popen[str], di
 
 
 async def _http(method: str, url: str, body: Any = None) -> Any:
+    """One control call to the simulator; patient, since the feed shares this event loop."""
     import aiohttp
 
-    async with aiohttp.ClientSession() as session, session.request(method, url, json=body) as resp:
-        return await resp.json()
+    timeout = aiohttp.ClientTimeout(total=300, sock_connect=120)
+    for attempt in range(5):
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.request(method, url, json=body) as resp,
+            ):
+                return await resp.json()
+        except (aiohttp.ClientError, TimeoutError):
+            if attempt == 4:
+                raise
+            await asyncio.sleep(2)
+    return None
 
 
 async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -305,6 +317,7 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
             for rate, count in phases:
                 pc0, pw0 = time.process_time(), time.perf_counter()
                 await _http("POST", info["control"] + "/start", {"rate": rate, "count": count})
+                await asyncio.sleep(count / rate)
                 while (await _http("GET", info["control"] + "/status"))["running"]:  # noqa: ASYNC110
                     await asyncio.sleep(0.5)
                 phase_out.append((rate, count, (time.process_time() - pc0) / (time.perf_counter() - pw0)))
