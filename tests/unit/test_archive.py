@@ -547,3 +547,19 @@ def test_a_deferred_check_moves_the_gap_start(tmp_path: Path) -> None:
     archive.verified_at("T1", (T0 + 5_000) // 1000)  # ... and passed later
     archive.open_gap("T1", "hash_mismatch")
     assert w.open_gaps["T1"].start == T0 + 5_000
+
+
+def test_a_deferred_check_marks_the_checked_message_verified(tmp_path: Path) -> None:
+    from polytape.archive.service import BookArchive
+
+    archive = BookArchive(tmp_path)
+    w = archive.writer
+    w.record_snapshot("T1", "C1", T0 + 1_000, T0 + 1_000, [(0.4, 1.0)], [], "a", False)
+    w.record_changes("T1", "C1", T0 + 3_000, T0 + 3_000, [("bid", 0.42, 1.0)], "b", False)
+    w.record_changes("T1", "C1", T0 + 5_000, T0 + 5_000, [("bid", 0.41, 2.0)], "c", False)
+    archive.verified_at("T1", (T0 + 5_000) // 1000, "wrong")  # another state's hash: nothing marked
+    archive.verified_at("T1", (T0 + 5_000) // 1000, "c")  # the newest message's state was checked
+    rows = w.detach().l2.table().to_pylist()
+    assert [(r["hash"], r["verified"]) for r in rows] == [("a", False), ("b", False), ("c", True)]
+    # After a flush the checked message is no longer buffered: nothing to mark, nothing breaks.
+    archive.verified_at("T1", (T0 + 5_000) // 1000, "c")

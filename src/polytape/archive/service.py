@@ -147,14 +147,16 @@ class BookArchive:
         for h in handovers:
             self.writer.open_gap(h.token_id, "handover", datetime_us(h.since))
 
-    def verified_at(self, token_id: str, ts_ms: int) -> None:
+    def verified_at(self, token_id: str, ts_ms: int, hash: str = "") -> None:
         """A (deferred) hash check passed for the token's state at server time ``ts_ms``.
 
-        Rows already written keep ``verified`` as it was when they were recorded; this
-        moves the token's last known-good time, where a later gap would start.
+        The token's newest message, if still buffered and carrying ``hash``, is marked
+        verified; rows already flushed keep their flag. This also moves the token's last
+        known-good time, where a later gap would start.
         """
         writer = self.writer
         us = ts_ms * 1000
+        writer.mark_verified(token_id, us, hash)
         if us > writer.good_ts.get(token_id, 0):
             writer.good_ts[token_id] = us
 

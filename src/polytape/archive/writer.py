@@ -236,6 +236,7 @@ class ArchiveWriter:
         self.open_gaps: dict[str, OpenGap] = {}
         self.stats = FlushStats()
         self._l2 = _L2Columns()
+        self._last_msg: dict[str, int] = {}  # token -> index of its newest message in ``_l2``
         self._trades: list[dict[str, Any]] = []
         self._gaps: list[dict[str, Any]] = []
         self._oldest_unflushed: int | None = None
@@ -277,6 +278,7 @@ class ArchiveWriter:
             c.amount.append(0.0)
             n = 1
         c.message(token_id, condition_id, ts_us, local_us, True, hash, verified, connection_id, self.seq + 1)
+        self._last_msg[token_id] = len(c.ends) - 1
         self.seq += n
         self.last_ts[token_id] = ts_us
         self.last_snapshot[token_id] = local_us
@@ -316,12 +318,26 @@ class ArchiveWriter:
         c.price.extend(prices)
         c.amount.extend(sizes)
         c.message(token_id, condition_id, ts_us, local_us, False, hash, verified, connection_id, self.seq + 1)
+        self._last_msg[token_id] = len(c.ends) - 1
         self.seq += n
         self.last_ts[token_id] = ts_us
         self.changed.add(token_id)
         if verified:
             self.good_ts[token_id] = ts_us
         self._touch(local_us)
+
+    def mark_verified(self, token_id: str, ts_us: int, hash: str) -> bool:
+        """A deferred hash check passed on the state after the token's newest message.
+
+        That message's row is marked verified if it is still buffered and carries exactly the
+        checked server hash (its state is the one recomputed); older rows keep their flag.
+        """
+        idx = self._last_msg.get(token_id)
+        c = self._l2
+        if idx is None or not hash or c.ts[idx] != ts_us or c.hash[idx] != hash:
+            return False
+        c.ver[idx] = 1
+        return True
 
     def record_trade(
         self,
@@ -448,6 +464,7 @@ class ArchiveWriter:
         taken = self.clock()
         batch = Batch(self._l2, self._trades, self._gaps, self._state(clean=False), taken)
         self._l2, self._trades, self._gaps = _L2Columns(), [], []
+        self._last_msg = {}
         self._oldest_unflushed = None
         return batch
 

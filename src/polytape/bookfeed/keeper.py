@@ -406,7 +406,7 @@ class BookKeeper:
         elif status == "verified":
             self._streak.pop(book.token_id, None)
             if self.archive is not None:  # a deferred check passed: the history up to here is good
-                self.archive.verified_at(book.token_id, book.timestamp_ms)
+                self.archive.verified_at(book.token_id, book.timestamp_ms, book.hash)
 
     def _verify_due(self, now_s: float) -> None:
         due, books = self._due, self.registry.books

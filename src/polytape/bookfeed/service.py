@@ -336,7 +336,16 @@ class BookFeed:
         return name
 
     async def _remove(self, tokens: set[str], keep_stored: set[str] | frozenset[str] = frozenset()) -> None:
-        for name, ids in plan_remove(self.owner, tokens).items():
+        plan = plan_remove(self.owner, tokens)
+        # Forget before the first await: a flush running while the unsubscribe frames go out
+        # must not write books that may now belong to another worker.
+        for token_id in tokens:
+            self.writer.last_written.pop(token_id, None)
+            self.owner.pop(token_id, None)
+            self.keeper.forget(token_id)
+            self.healer.forget(token_id)
+        self.writer.removed.update(tokens - keep_stored)
+        for name, ids in plan.items():
             if name not in self.channels:
                 continue
             channel = self.channels[name]
@@ -348,12 +357,6 @@ class BookFeed:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
                 del self.channels[name]
-        for token_id in tokens:
-            self.writer.last_written.pop(token_id, None)
-            self.owner.pop(token_id, None)
-            self.keeper.forget(token_id)
-            self.healer.forget(token_id)
-        self.writer.removed.update(tokens - keep_stored)
         self._notify(set(tokens))
 
     def _by_channel(self, tokens: Iterable[str]) -> dict[str, list[str]]:
