@@ -46,6 +46,7 @@ import msgspec
 from polytape.bookfeed.keeper import BookKeeper
 from polytape.books import BookRegistry, OrderBook
 from polytape.normalize.books import BookMsg, Level
+from polytape.sim.load import mirror, price_change
 
 T0_MS = 1790658661234
 NOW = datetime(2026, 9, 29, tzinfo=UTC)
@@ -64,7 +65,7 @@ def venue_books(n_tokens: int, levels: int, rng: random.Random) -> tuple[list[Bo
         # prices on a 0.001 tick: bids below 0.5, asks above, ``levels`` each
         bids = [Level(f"{(500 - levels + k) / 1000:.3f}", str(rng.randint(5, 5000))) for k in range(levels)]
         asks = [Level(f"{(500 + levels - k) / 1000:.3f}", str(rng.randint(5, 5000))) for k in range(levels)]
-        for token, b, a in ((yes, bids, asks), (no, _mirror(asks), _mirror(bids))):
+        for token, b, a in ((yes, bids, asks), (no, mirror(asks), mirror(bids))):
             book = OrderBook(token, cid)
             book.min_order_size, book.neg_risk = "5", False
             msg = BookMsg(cid, token, str(T0_MS), b, a, tick_size="0.001", last_trade_price="0.5")
@@ -74,11 +75,6 @@ def venue_books(n_tokens: int, levels: int, rng: random.Random) -> tuple[list[Bo
             snaps.append(msg)
             truth[token] = book
     return snaps, truth
-
-
-def _mirror(levels: list[Level]) -> list[Level]:
-    """The other outcome's side: price 1 − p, order reversed (still server order)."""
-    return [Level(f"{1 - float(lvl.price):.3f}", lvl.size) for lvl in reversed(levels)]
 
 
 def change_frames(truth: dict[str, OrderBook], n_frames: int, rng: random.Random) -> list[bytes]:
@@ -97,17 +93,7 @@ def change_frames(truth: dict[str, OrderBook], n_frames: int, rng: random.Random
         tick = rng.randint(380, 620)
         side = "BUY" if tick <= 500 else "SELL"
         size = "0" if rng.random() < 0.25 else str(rng.randint(1, 9000))
-        entries = []
-        for token, price, s in ((yes, tick, side), (no, 1000 - tick, "SELL" if side == "BUY" else "BUY")):
-            book = truth[token]
-            p = f"{price / 1000:.3f}"
-            book.apply_change(s, p, size, ts)
-            entries.append(
-                {"asset_id": token, "price": p, "size": size, "side": s, "hash": book.compute_hash(),
-                 "best_bid": str(book.best_bid or 0), "best_ask": str(book.best_ask or 0)}
-            )  # fmt: skip
-        cid = truth[yes].condition_id
-        msg = {"market": cid, "price_changes": entries, "timestamp": ts, "event_type": "price_change"}
+        msg = price_change(truth, truth[yes].condition_id, yes, no, tick, side, size, ts)
         frames.append(enc.encode(msg))
     return frames
 

@@ -52,8 +52,29 @@ def token_pairs(n_tokens: int) -> list[tuple[str, str, str]]:
     return [(f"0x{i:064x}", str(10**76 + 2 * i), str(10**76 + 2 * i + 1)) for i in range(n_tokens // 2)]
 
 
-def _mirror(levels: list[Level]) -> list[Level]:
+def mirror(levels: list[Level]) -> list[Level]:
+    """The other outcome's side: price 1 − p, order reversed (still server order)."""
     return [Level(f"{1 - float(lvl.price):.3f}", lvl.size) for lvl in reversed(levels)]
+
+
+def price_change(
+    books: dict[str, OrderBook], cid: str, yes: str, no: str, tick: int, side: str, size: str, ts: str
+) -> dict[str, Any]:
+    """A v2 ``price_change`` moving one level (``tick`` thousandths) of YES and its mirror in NO.
+
+    The change is applied to ``books`` first, so each entry carries the server's hash and
+    best prices after it.
+    """
+    entries = []
+    for token, price, s in ((yes, tick, side), (no, 1000 - tick, "SELL" if side == "BUY" else "BUY")):
+        book = books[token]
+        p = f"{price / 1000:.3f}"
+        book.apply_change(s, p, size, ts)
+        entries.append(
+            {"asset_id": token, "price": p, "size": size, "side": s, "hash": book.compute_hash(),
+             "best_bid": str(book.best_bid or 0), "best_ask": str(book.best_ask or 0)}
+        )  # fmt: skip
+    return {"market": cid, "price_changes": entries, "timestamp": ts, "event_type": "price_change"}
 
 
 class Venue:
@@ -84,7 +105,7 @@ class Venue:
         books: dict[str, OrderBook] = {}
         at = datetime.fromtimestamp(self.t0_ms / 1000, UTC)
         for (cid, yes, no), (bids, asks) in zip(self.pairs, self.snapshots, strict=True):
-            for token, b, a in ((yes, bids, asks), (no, _mirror(asks), _mirror(bids))):
+            for token, b, a in ((yes, bids, asks), (no, mirror(asks), mirror(bids))):
                 book = OrderBook(token, cid)
                 book.min_order_size, book.neg_risk = "5", False
                 msg = BookMsg(cid, token, str(self.t0_ms), b, a, tick_size="0.001", last_trade_price="0.5")
@@ -158,16 +179,7 @@ class Venue:
             tick = mid + rng.randint(-spread, spread)
             side = "BUY" if tick <= mid else "SELL"
             size = "0" if rng.random() < 0.2 else str(rng.randint(1, 9000))
-            entries = []
-            for token, price, s in ((yes, tick, side), (no, 1000 - tick, "SELL" if side == "BUY" else "BUY")):
-                book = books[token]
-                p = f"{price / 1000:.3f}"
-                book.apply_change(s, p, size, ts)
-                entries.append(
-                    {"asset_id": token, "price": p, "size": size, "side": s, "hash": book.compute_hash(),
-                     "best_bid": str(book.best_bid or 0), "best_ask": str(book.best_ask or 0)}
-                )  # fmt: skip
-            msg = {"market": cid, "price_changes": entries, "timestamp": ts, "event_type": "price_change"}
+            msg = price_change(books, cid, yes, no, tick, side, size, ts)
             frames.append(enc.encode(msg).decode())
             markets.append(m)
             self.changes.append((side, f"{tick / 1000:.3f}", size))
