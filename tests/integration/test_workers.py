@@ -8,6 +8,7 @@ import signal
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,13 @@ def live_workers(store: Store) -> dict[int, dict[str, object]]:
     except StoreError:  # not migrated yet
         return {}
     return {int(r["pid"]): r for r in rows}
+
+
+def divided_once(sim: SimServer, store: Store, tokens: set[str], n_workers: int) -> bool:
+    """Every token followed by exactly one connection, shared by ``n_workers`` busy workers."""
+    counts = subscriptions(sim)
+    busy = [int(str(w["tokens"])) for w in live_workers(store).values()]
+    return set(counts) == tokens and max(counts.values()) == 1 and len(busy) == n_workers and min(busy) > 0
 
 
 def leases_of(store: Store, worker_id: str) -> set[str]:
@@ -74,15 +82,7 @@ async def test_two_workers_divide_the_tokens_and_one_takes_over_after_sigkill(
                 await wait_until(lambda: bool(tracked_tokens(store)), 60, "a universe")
                 tokens = set(tracked_tokens(store))
 
-                def shared_once() -> bool:
-                    counts = subscriptions(sim)
-                    workers = live_workers(store)
-                    return (
-                        set(counts) == tokens
-                        and max(counts.values()) == 1
-                        and all(int(str(w["tokens"])) > 0 for w in workers.values())
-                    )
-
+                shared_once = partial(divided_once, sim, store, tokens, 2)
                 await wait_until(shared_once, 60, "the tokens divided, each followed once")
                 workers = live_workers(store)
                 share = {pid: leases_of(store, str(w["worker_id"])) for pid, w in workers.items()}
@@ -149,16 +149,7 @@ async def test_a_frozen_worker_is_replaced_and_gives_its_tokens_up_when_it_wakes
                 await wait_until(lambda: bool(tracked_tokens(store)), 60, "a universe")
                 tokens = set(tracked_tokens(store))
 
-                def shared_once() -> bool:
-                    counts = subscriptions(sim)
-                    busy = [int(str(w["tokens"])) for w in live_workers(store).values()]
-                    return (
-                        set(counts) == tokens
-                        and max(counts.values()) == 1
-                        and len(busy) == 2
-                        and min(busy) > 0
-                    )
-
+                shared_once = partial(divided_once, sim, store, tokens, 2)
                 await wait_until(shared_once, 60, "the tokens divided, each followed once")
                 frozen_id = str(live_workers(store)[a.pid]["worker_id"])
                 orphans = leases_of(store, frozen_id)
