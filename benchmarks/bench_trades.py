@@ -3,11 +3,13 @@
 Run: ``.venv/bin/python benchmarks/bench_trades.py [--trades 100000] [--baseline 10000]
 [--pg postgresql://postgres@127.0.0.1:5432/test]``. For each engine it prints trades/s of
 
-1. polytape's ``insert_trades`` (batched insert-ignore, one transaction per 1,000-row
-   page like the jobs commit) on an empty table: every row new;
-2. the same rows again: every row a duplicate;
+1. polytape's ``insert_trades`` (batched insert-ignore) on an empty table, every row new:
+   all rows in one transaction; one transaction per 1,000 rows; one per 500 rows, which is
+   how the jobs commit (``sync-large-trades`` and ``backfill trades`` write each API page,
+   ``trades_page_size`` ≤ 500, in its own transaction with their watermark or position);
+2. the same rows again: every row a duplicate (the rolling window re-reads known trades);
 3. the baseline: one ``INSERT … ON CONFLICT DO NOTHING`` statement per row (one commit per
-   1,000 rows too), on the first ``--baseline`` rows of a fresh table, new then again.
+   1,000 rows), on the first ``--baseline`` rows of a fresh table, new then again.
 
 Rows are normalized once beforehand (normalization is not what is measured here). The
 PostgreSQL runs use a throwaway schema. Rates are per second of wall clock, and for new
@@ -38,6 +40,7 @@ from polytape.store import schema as s
 from polytape.store.trades import insert_trades
 
 PAGE = 1000
+JOB_PAGE = 500  # the most a trades API page holds (config: trades_page_size ≤ 500)
 
 
 def make_trades(n: int, seed: int = 5) -> list[TradeRecord]:
@@ -74,14 +77,19 @@ def make_trades(n: int, seed: int = 5) -> list[TradeRecord]:
     return rows
 
 
-def pages(rows: Sequence[TradeRecord]) -> Iterator[Sequence[TradeRecord]]:
-    for i in range(0, len(rows), PAGE):
-        yield rows[i : i + PAGE]
+def pages(rows: Sequence[TradeRecord], size: int = PAGE) -> Iterator[Sequence[TradeRecord]]:
+    for i in range(0, len(rows), size):
+        yield rows[i : i + size]
 
 
 def polytape_insert(store: Store, rows: Sequence[TradeRecord]) -> int:
-    """What the jobs do: ``insert_trades`` per page, one transaction per page."""
+    """``insert_trades`` per 1,000 rows, one transaction each."""
     return sum(store.write(lambda tx, page=page: insert_trades(tx, page)) for page in pages(rows))
+
+
+def polytape_insert_job_pages(store: Store, rows: Sequence[TradeRecord]) -> int:
+    """What the jobs do: ``insert_trades`` per API page of 500, one transaction per page."""
+    return sum(store.write(lambda tx, page=page: insert_trades(tx, page)) for page in pages(rows, JOB_PAGE))
 
 
 def polytape_insert_one_tx(store: Store, rows: Sequence[TradeRecord]) -> int:
@@ -147,6 +155,7 @@ def bench_engine(name: str, url_for: Callable[[], Any], rows: list[TradeRecord],
     runs: list[tuple[str, Callable[[Store, Sequence[TradeRecord]], int], Sequence[TradeRecord]]] = [
         ("polytape, one transaction", polytape_insert_one_tx, rows),
         ("polytape, commit per 1,000", polytape_insert, rows),
+        ("polytape, commit per 500", polytape_insert_job_pages, rows),
         ("row-at-a-time baseline", row_at_a_time, rows[:n_base]),
     ]
     for label, fn, data in runs:

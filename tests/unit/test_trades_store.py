@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
+from alembic import command
 
 from polytape.normalize.trades import TradeRecord, normalize_trade_v1, normalize_trades
-from polytape.store import Store
+from polytape.store import Store, Tx
+from polytape.store import engine as engine_mod
 from polytape.store import schema as s
 from polytape.store.trades import (
     add_gaps,
@@ -113,3 +118,100 @@ def test_interval_helpers() -> None:
     assert merge_intervals([(3, 1)]) == []
     assert subtract_interval([(1, 10)], 3, 5) == [(1, 2), (6, 10)]
     assert subtract_interval([(1, 10)], 0, 20) == []
+
+
+def test_new_counts_are_exact_over_batches_and_calls_in_one_transaction(store: Store) -> None:
+    rows = many(450)  # batches of 100: several per call, so the PostgreSQL stage is reused
+
+    def write(tx: Tx) -> list[int]:
+        return [
+            insert_trades(tx, rows[:250]),
+            insert_trades(tx, [*rows[200:350], rows[300], rows[0]]),  # overlap, repeats
+            insert_trades(tx, rows[:350]),
+            insert_trades(tx, rows[340:]),
+        ]
+
+    assert store.write(write) == [250, 100, 0, 100]
+    assert store.count(s.trades) == 450
+    assert {r["dedupe_key"] for r in stored(store)} == {r["dedupe_key"] for r in rows}
+
+
+def test_a_rolled_back_insert_leaves_nothing_for_the_next_one(store: Store) -> None:
+    rows = many(150)
+
+    def fail(tx: Tx) -> None:
+        assert insert_trades(tx, rows[:100]) == 100
+        raise RuntimeError("the page's other writes failed")
+
+    with pytest.raises(RuntimeError):
+        store.write(fail)
+    assert store.count(s.trades) == 0
+    # the same session writes next: nothing staged by the failed transaction comes along
+    assert store.write(lambda tx: insert_trades(tx, rows[100:])) == 50
+    assert {r["dedupe_key"] for r in stored(store)} == {r["dedupe_key"] for r in rows[100:]}
+    assert store.write(lambda tx: insert_trades(tx, rows)) == 100
+
+
+def test_a_racing_writer_never_counts_a_trade_twice(store: Store, db_url: str) -> None:
+    """Writer B looks up keys while A holds the same trades uncommitted: B's insert waits
+    for A and ignores them, so each trade is counted by exactly one writer."""
+    rows = many(300)
+    mine, theirs = rows[:200], rows[100:]
+    staged, release = threading.Event(), threading.Event()
+    counts: dict[str, int] = {}
+
+    def hold(tx: Tx) -> int:
+        n = insert_trades(tx, mine)
+        staged.set()
+        release.wait(30)
+        return n
+
+    other = Store.open(db_url, batch_size=100)
+    try:
+        a = threading.Thread(target=lambda: counts.update(a=store.write(hold)))
+        b = threading.Thread(
+            target=lambda: counts.update(b=other.write(lambda tx: insert_trades(tx, theirs)))
+        )
+        a.start()
+        assert staged.wait(30)
+        b.start()
+        time.sleep(0.5)  # let B reach its insert (it can only finish after A commits)
+        assert "b" not in counts
+        release.set()
+        a.join(30)
+        b.join(30)
+    finally:
+        release.set()
+        other.close()
+    assert counts == {"a": 200, "b": 100}
+    assert store.count(s.trades) == 300
+
+
+def test_unique_by_time_and_key_migration_keeps_rows(db_url: str) -> None:
+    """0006 swaps UNIQUE (dedupe_key) and the trade_ts index for UNIQUE (trade_ts,
+    dedupe_key); stored trades stay (ids too) and are still recognised as known."""
+    rows = many(120)
+    store = Store.open(db_url, migrate=False, batch_size=100)
+    try:
+        engine_mod.upgrade(store.engine, "0005")
+        store.write(lambda tx: tx.conn.execute(sa.insert(s.trades), rows))
+        before = stored(store)
+        store.migrate()
+        assert stored(store) == before
+        inspector = sa.inspect(store.engine)
+        uniques = [u["column_names"] for u in inspector.get_unique_constraints("trades")]
+        indexes = {i["name"] for i in inspector.get_indexes("trades")}
+        assert uniques == [["trade_ts", "dedupe_key"]]
+        assert "ix_trades_trade_ts" not in indexes and "ix_trades_condition_id_trade_ts" in indexes
+        assert store.write(lambda tx: insert_trades(tx, rows)) == 0
+        assert store.write(lambda tx: insert_trades(tx, many(130))) == 10
+        with store.engine.begin() as conn:
+            cfg = engine_mod.alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0005")
+        assert len(stored(store)) == 130
+        assert [u["column_names"] for u in sa.inspect(store.engine).get_unique_constraints("trades")] == [
+            ["dedupe_key"]
+        ]
+    finally:
+        store.close()

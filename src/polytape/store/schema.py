@@ -156,7 +156,7 @@ trades = sa.Table(
     "trades",
     metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("dedupe_key", sa.String, nullable=False, unique=True),
+    sa.Column("dedupe_key", sa.String, nullable=False),
     sa.Column("transaction_hash", sa.String),
     sa.Column("wallet", sa.String),
     sa.Column("condition_id", sa.String, nullable=False),
@@ -167,9 +167,13 @@ trades = sa.Table(
     sa.Column("size", Num, nullable=False),
     sa.Column("price", Num, nullable=False),
     sa.Column("usd_value", Num, nullable=False),
-    _ts("trade_ts", nullable=False, index=True),
+    _ts("trade_ts", nullable=False),
     sa.Column("source", sa.String(16), nullable=False),
     _ts("ingested_at", nullable=False),
+    # The key is a digest that includes the trade time, so this is uniqueness by key; led
+    # by the time, a page of trades lands in a few neighbouring index pages (and time range
+    # queries use it too).
+    sa.UniqueConstraint("trade_ts", "dedupe_key"),
     sa.Index("ix_trades_condition_id_trade_ts", "condition_id", "trade_ts"),
 )
 

@@ -8,9 +8,11 @@ part that could not be fetched is recorded as a gap for the backfill.
 
 from __future__ import annotations
 
+import functools
 import operator
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,24 +36,21 @@ Interval = tuple[int, int]
 def insert_trades(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
     """Insert trades whose ``dedupe_key`` is new, in batches; return how many were new.
 
-    Per batch of ``tx.batch_size``: one indexed look-up drops the keys already stored (the
-    rolling window re-reads mostly known trades), then the rest go in with one bulk
-    statement that still ignores conflicts (another writer may have raced us): SQLite
-    ``INSERT OR IGNORE`` via one executemany, PostgreSQL a binary
-    ``COPY`` into a session temp table and ``INSERT … SELECT … ON CONFLICT DO NOTHING``.
+    Per batch of ``tx.batch_size``: one indexed look-up by ``(trade_ts, dedupe_key)`` drops
+    the trades already stored (the rolling window re-reads mostly known trades), then the
+    rest go in with one bulk statement that still ignores conflicts (another writer may have
+    raced us): SQLite ``INSERT OR IGNORE`` via one executemany, PostgreSQL a binary ``COPY``
+    into a session temp table and ``INSERT … SELECT … ON CONFLICT DO NOTHING``. The count is
+    the rows the database actually inserted.
     """
     unique = list({row["dedupe_key"]: row for row in rows}.values())
     inserted = 0
     for start in range(0, len(unique), tx.batch_size):
         batch = unique[start : start + tx.batch_size]
-        known = _stored_keys(tx, [row["dedupe_key"] for row in batch])
-        fresh = [row for row in batch if row["dedupe_key"] not in known]
-        if not fresh:
-            continue
         if tx.dialect == "postgresql":
-            inserted += _pg_copy_insert(tx, fresh)
+            inserted += _pg_insert(tx, batch)
         else:
-            inserted += _sqlite_insert(tx, fresh)
+            inserted += _sqlite_insert(tx, batch)
     return inserted
 
 
@@ -73,49 +72,92 @@ def _values(row: Mapping[str, Any]) -> list[Any]:
 
 
 def _sqlite_insert(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
-    """SQLite bulk path: one executemany of INSERT OR IGNORE on plain tuples.
+    """SQLite bulk path: the look-up, then one executemany of INSERT OR IGNORE on lists.
 
-    Times are converted by the column type's own bind processor (so they are stored
-    exactly as every other write stores them), once per distinct value; the other
-    columns are str/int/float already.
+    Times become the text every other write stores (:func:`_sqlite_time_text`; the
+    look-up compares that text), once per distinct value; the other columns are
+    str/int/float already. Only the new rows are built in full.
     """
-    dialect = tx.conn.dialect
-    procs = [
-        (i, trades.c[_COLUMNS[i]].type.dialect_impl(dialect).bind_processor(dialect)) for i in _TIME_COLUMNS
-    ]
-    bound: dict[Any, Any] = {}  # times repeat (one ingested_at per batch, same-second trades)
-    params = []
-    for row in rows:
-        values = _values(row)
-        for i, proc in procs:
-            value = values[i]
-            if value is not None and proc is not None:
-                done = bound.get(value)
-                if done is None:
-                    done = bound[value] = proc(value)
-                values[i] = done
-        params.append(values)
+    to_text = _sqlite_time_text(tx.conn.dialect)
+    bound: dict[datetime, Any] = {}  # times repeat (one ingested_at per batch, same-second trades)
+
+    def bind(value: datetime | None) -> Any:
+        if value is None:
+            return None
+        done = bound.get(value)
+        if done is None:
+            done = bound[value] = to_text(value)
+        return done
+
     cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
+        known: set[str] = set()
+        for start in range(0, len(rows), _LOOKUP_ROWS):  # SQLite allows 32,766 parameters
+            part = rows[start : start + _LOOKUP_ROWS]
+            pairs = [v for row in part for v in (bind(row["trade_ts"]), row["dedupe_key"])]
+            cursor.execute(_sqlite_lookup(len(part)), pairs)
+            known.update(str(k) for (k,) in cursor.fetchall())
+        params = []
+        for row in rows:
+            if known and row["dedupe_key"] in known:
+                continue
+            values = _values(row)
+            for i in _TIME_COLUMNS:
+                values[i] = bind(values[i])
+            params.append(values)
+        if not params:
+            return 0
         cursor.executemany(_SQLITE_INSERT, params)
         return max(0, int(cursor.rowcount))
     finally:
         cursor.close()
 
 
-_KEYS = sa.bindparam("keys", type_=postgresql.ARRAY(sa.String))
-_STORED_PG = sa.select(trades.c.dedupe_key).where(trades.c.dedupe_key == sa.any_(_KEYS))
+@functools.lru_cache(maxsize=4)
+def _sqlite_time_text(dialect: sa.Dialect) -> Callable[[datetime], Any]:
+    """The stored text of an aware time: the column type's bind processor, or the same text
+    made about four times faster (checked against the processor on sample times first).
+    """
+    proc = trades.c.trade_ts.type.dialect_impl(dialect).bind_processor(dialect)
+    if proc is None:
+        return lambda value: value
+
+    def fast(value: datetime) -> Any:
+        if value.tzinfo is None:
+            return proc(value)  # the type's own error for a naive time
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+    samples = [
+        datetime(2026, 11, 29, 1, 2, 3, tzinfo=UTC),
+        datetime(1999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2026, 3, 4, 5, 6, 7, 890, tzinfo=timezone(timedelta(hours=-5))),
+    ]
+    return fast if all(fast(t) == proc(t) for t in samples) else proc
 
 
-def _stored_keys(tx: Tx, keys: Sequence[str]) -> set[str]:
-    """Which of ``keys`` are stored (PostgreSQL: one array parameter, one cached plan)."""
-    if tx.dialect == "postgresql":
-        return {str(k) for k in tx.execute(_STORED_PG, {"keys": list(keys)}).scalars()}
-    sql = f"SELECT dedupe_key FROM trades WHERE dedupe_key IN ({', '.join('?' * len(keys))})"
-    return {str(k) for (k,) in tx.conn.exec_driver_sql(sql, tuple(keys))}
+_LOOKUP_ROWS = 5000
 
 
+@functools.lru_cache(maxsize=16)
+def _sqlite_lookup(n: int) -> str:
+    """Which of ``n`` (trade_ts, dedupe_key) pairs are stored: one probe of the unique index each.
+
+    (``(a, b) IN (VALUES …)`` directly would scan the index; through a subquery SQLite
+    searches it.)
+    """
+    values = ", ".join(["(?, ?)"] * n)
+    return (
+        "SELECT dedupe_key FROM trades WHERE (trade_ts, dedupe_key) IN "
+        f"(SELECT column1, column2 FROM (VALUES {values}))"
+    )
+
+
+_STORED_PG = (  # binary parameters: psycopg quotes text arrays element by element with regexes
+    "SELECT dedupe_key FROM trades WHERE (trade_ts, dedupe_key) IN "
+    "(SELECT * FROM unnest(%b::timestamptz[], %b::text[]))"
+)
 _STAGE = "_polytape_trades_in"
+_STAGED: weakref.WeakSet[Tx] = weakref.WeakSet()  # transactions whose stage may hold rows
 _PG_TYPES = [
     {
         "VARCHAR": "text",
@@ -126,23 +168,34 @@ _PG_TYPES = [
     for name in _COLUMNS
 ]
 _NAMES = ", ".join(_COLUMNS)
+_CREATE_STAGE = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS "
+    f"AS SELECT {_NAMES} FROM trades WITH NO DATA"
+)
 
 
-def _pg_copy_insert(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
-    """PostgreSQL bulk path: binary COPY into a session temp table, then one insert-ignore.
+def _pg_insert(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
+    """PostgreSQL bulk path: the look-up, binary COPY into a session temp table, one insert-ignore.
 
-    The temp table (emptied at commit) is created when the session lacks it, and emptied
-    in the same round trip, since one transaction may hold several batches.
+    The temp table (emptied at commit or rollback) is created when the session lacks it;
+    when this transaction staged a batch before, it is truncated in the same round trip (a
+    ``DELETE`` would leave dead rows that every later batch of the transaction scans again;
+    a ``TRUNCATE`` costs about as much as the rest of a 500-row batch, so it is not paid
+    when the stage is empty anyway).
     """
     cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS "
-            f"AS SELECT {_NAMES} FROM trades WITH NO DATA; DELETE FROM {_STAGE}"
-        )
+        stamps = [row["trade_ts"] for row in rows]
+        keys = [row["dedupe_key"] for row in rows]
+        known = {str(k) for (k,) in cursor.execute(_STORED_PG, (stamps, keys), prepare=True)}
+        fresh = [row for row in rows if row["dedupe_key"] not in known] if known else rows
+        if not fresh:
+            return 0
+        cursor.execute(f"{_CREATE_STAGE}; TRUNCATE {_STAGE}" if tx in _STAGED else _CREATE_STAGE)
+        _STAGED.add(tx)
         with cursor.copy(f"COPY {_STAGE} ({_NAMES}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(_PG_TYPES)
-            for row in rows:
+            for row in fresh:
                 copy.write_row(_values(row))
         cursor.execute(f"INSERT INTO trades ({_NAMES}) SELECT {_NAMES} FROM {_STAGE} ON CONFLICT DO NOTHING")
         return max(0, int(cursor.rowcount))
