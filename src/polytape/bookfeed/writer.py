@@ -61,6 +61,9 @@ class BookWriter:
     monotonic: Callable[[], float] = time.monotonic
     last_written: dict[str, float] = field(default_factory=dict)
     removed: set[str] = field(default_factory=set)
+    neg_risk_written: dict[str, bool] = field(default_factory=dict)  # condition id -> stored value
+    neg_risk_refresh: float = 300.0  # seconds; then write every market's again (one not stored yet
+    _neg_risk_since: float = -math.inf  # when the cache was last emptied (is skipped by the UPDATE)
     flushes: int = 0
     failures: int = 0
     _last_health: datetime | None = None
@@ -81,6 +84,13 @@ class BookWriter:
                 batch.add(book, now)
                 stamps[book.token_id] = book.timestamp_ms
                 last_written[book.token_id] = mono
+        # the markets' neg_risk changes about never: write only what the store lacks, and
+        # everything again now and then (an UPDATE skips a market Gamma has not stored yet)
+        if mono - self._neg_risk_since >= self.neg_risk_refresh:
+            self.neg_risk_written.clear()
+            self._neg_risk_since = mono
+        written_nr = self.neg_risk_written
+        batch.neg_risk = {c: v for c, v in batch.neg_risk.items() if written_nr.get(c) is not v}
         rejected, self.keeper.rejected = self.keeper.rejected, []
         rows = [rejected_row(REJECT_SOURCE, r.reason, r.raw, at) for r, at in rejected]
         removed, self.removed = sorted(self.removed), set()
@@ -110,6 +120,7 @@ class BookWriter:
             self.removed.update(removed)
             return FlushResult()
         self.flushes += 1
+        written_nr.update(batch.neg_risk)
         if health is not None:
             self._last_health = now
         metrics.ROWS_WRITTEN.labels(table="orderbook_levels").inc(result.levels)

@@ -14,38 +14,39 @@ from datetime import datetime
 from typing import Any
 
 from polytape.books import BookDiff, OrderBook
+from polytape.store.bulk import json_rows_select, run_rows
 from polytape.store.core import Tx
 from polytape.store.metadata import set_clob_neg_risk
 from polytape.store.schema import orderbook_levels, orderbooks
 
 _IN_CHUNK = 500
-# Level rows go through the driver's executemany on plain tuples: a flush of the whole
-# venue holds tens of thousands of them, and the ORM-level path costs more than the database.
-_UPSERT_LEVEL = (
-    "INSERT INTO orderbook_levels (token_id, side, price, size, updated_at) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (token_id, side, price) DO UPDATE SET size = excluded.size, updated_at = excluded.updated_at"
+# Level and header rows go in as a few statements over plain tuples (store/bulk.py): a
+# flush of the whole venue holds tens of thousands of them.
+_LEVEL_INTO = "INSERT INTO orderbook_levels (token_id, side, price, size, updated_at) "
+_LEVEL_CONFLICT = (
+    " ON CONFLICT (token_id, side, price) DO UPDATE"
+    " SET size = excluded.size, updated_at = excluded.updated_at"
 )
-_DELETE_LEVEL = "DELETE FROM orderbook_levels WHERE token_id = ? AND side = ? AND price = ?"
-_UPSERT_LEVEL_PG = _UPSERT_LEVEL.replace("?", "%s")
-_DELETE_LEVEL_PG = _DELETE_LEVEL.replace("?", "%s")
+_UPSERT_LEVEL = _LEVEL_INTO + json_rows_select(5) + _LEVEL_CONFLICT
+_UPSERT_LEVEL_PG = _LEVEL_INTO + "VALUES (%s, %s, %s, %s, %s)" + _LEVEL_CONFLICT
+_DELETE_LEVEL = f"DELETE FROM orderbook_levels WHERE (token_id, side, price) IN ({json_rows_select(3)})"
+_DELETE_LEVEL_PG = "DELETE FROM orderbook_levels WHERE token_id = %s AND side = %s AND price = %s"
 
 
 _HEADER_COLUMNS = [c.name for c in orderbooks.columns]
 _KEEP_WHEN_NULL = {"tick_size", "min_order_size", "neg_risk"}  # REST-only: unknown keeps the stored value
-_UPSERT_HEADER = (
-    f"INSERT INTO orderbooks ({', '.join(_HEADER_COLUMNS)}) VALUES ({', '.join('?' * len(_HEADER_COLUMNS))}) "
-    "ON CONFLICT (token_id) DO UPDATE SET "
-    + ", ".join(
-        f"{c} = COALESCE(excluded.{c}, orderbooks.{c})" if c in _KEEP_WHEN_NULL else f"{c} = excluded.{c}"
-        for c in _HEADER_COLUMNS
-        if c != "token_id"
-    )
+_HEADER_CONFLICT = " ON CONFLICT (token_id) DO UPDATE SET " + ", ".join(
+    f"{c} = COALESCE(excluded.{c}, orderbooks.{c})" if c in _KEEP_WHEN_NULL else f"{c} = excluded.{c}"
+    for c in _HEADER_COLUMNS
+    if c != "token_id"
 )
-_UPSERT_HEADER_PG = _UPSERT_HEADER.replace("?", "%s")
+_HEADER_INTO = f"INSERT INTO orderbooks ({', '.join(_HEADER_COLUMNS)}) "
+_UPSERT_HEADER = _HEADER_INTO + json_rows_select(len(_HEADER_COLUMNS)) + _HEADER_CONFLICT
+_UPSERT_HEADER_PG = _HEADER_INTO + f"VALUES ({', '.join(['%s'] * len(_HEADER_COLUMNS))})" + _HEADER_CONFLICT
 
 
 def _write_headers(tx: Tx, rows: list[dict[str, Any]]) -> None:
-    """Upsert ``orderbooks`` rows (one per token; the last wins) with one executemany."""
+    """Upsert ``orderbooks`` rows (one per token; the last wins) in one batched statement."""
     dialect = tx.conn.dialect
     procs = [
         (i, proc)
@@ -65,7 +66,7 @@ def _write_headers(tx: Tx, rows: list[dict[str, Any]]) -> None:
                     done = bound[(i, value)] = proc(value)
                 values[i] = done
         params.append(tuple(values))
-    _executemany(tx, _UPSERT_HEADER_PG if tx.dialect == "postgresql" else _UPSERT_HEADER, params)
+    run_rows(tx, sqlite_sql=_UPSERT_HEADER, pg_sql=_UPSERT_HEADER_PG, rows=params)
 
 
 def _bind_time(tx: Tx, when: datetime) -> Any:
@@ -73,16 +74,6 @@ def _bind_time(tx: Tx, when: datetime) -> Any:
     dialect = tx.conn.dialect
     proc = orderbook_levels.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
     return proc(when) if proc is not None else when
-
-
-def _executemany(tx: Tx, sql: str, params: list[tuple[Any, ...]]) -> None:
-    if not params:
-        return
-    cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.executemany(sql, params)
-    finally:
-        cursor.close()
 
 
 def _num(text: str | None) -> float | None:
@@ -153,9 +144,8 @@ def write_books(tx: Tx, batch: BookWrite, now: datetime) -> int:
     stamp = _bind_time(tx, now)
     upserts = [(d.token_id, side, price, size, stamp) for d in batch.diffs for side, price, size in d.upserts]
     deletes = [(d.token_id, side, price) for d in batch.diffs if not d.full for side, price in d.deletes]
-    pg = tx.dialect == "postgresql"
-    _executemany(tx, _UPSERT_LEVEL_PG if pg else _UPSERT_LEVEL, upserts)
-    _executemany(tx, _DELETE_LEVEL_PG if pg else _DELETE_LEVEL, deletes)
+    run_rows(tx, sqlite_sql=_UPSERT_LEVEL, pg_sql=_UPSERT_LEVEL_PG, rows=upserts)
+    run_rows(tx, sqlite_sql=_DELETE_LEVEL, pg_sql=_DELETE_LEVEL_PG, rows=deletes)
     if batch.neg_risk:
         set_clob_neg_risk(tx, batch.neg_risk)
     return len(upserts) + len(deletes)

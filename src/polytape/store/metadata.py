@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from polytape.normalize import Rejected
 from polytape.normalize.gamma import SOURCE_MARKET, NormalizedPage, TagRecord
+from polytape.store.bulk import run_rows
 from polytape.store.core import Tx
 from polytape.store.runs import rejected_row
 from polytape.store.schema import event_tags, events, market_tags, market_tokens, markets, tags
@@ -181,15 +182,19 @@ def set_clob_neg_risk(tx: Tx, neg_risk_by_condition: Mapping[str, bool]) -> int:
     Markets not stored yet are skipped (the next Gamma sync brings them). Returns the
     number of markets updated.
     """
-    if not neg_risk_by_condition:
-        return 0
-    stmt = (
-        sa.update(markets)
-        .where(markets.c.condition_id == sa.bindparam("cid"))
-        .values(neg_risk=sa.bindparam("nr"), neg_risk_source="clob")
-    )
-    params = [{"cid": cid, "nr": bool(value)} for cid, value in neg_risk_by_condition.items()]
-    return int(tx.execute(stmt, params).rowcount or 0)
+    params = [(cid, bool(value)) for cid, value in neg_risk_by_condition.items()]
+    return run_rows(tx, sqlite_sql=_SET_NEG_RISK, pg_sql=_SET_NEG_RISK_PG, rows=params)
+
+
+_SET_NEG_RISK = (
+    "UPDATE markets SET neg_risk = j.nr, neg_risk_source = 'clob' FROM "
+    "(SELECT json_extract(value, '$[0]') AS cid, json_extract(value, '$[1]') AS nr FROM json_each(?)) AS j "
+    "WHERE markets.condition_id = j.cid"
+)
+_SET_NEG_RISK_PG = (
+    "UPDATE markets SET neg_risk = v.nr, neg_risk_source = 'clob' "
+    "FROM (SELECT %s::text AS cid, %s::boolean AS nr) AS v WHERE markets.condition_id = v.cid"
+)
 
 
 def retire_unlisted(tx: Tx, listed_event_ids: Iterable[str], now: datetime) -> int:
