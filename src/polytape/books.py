@@ -5,9 +5,12 @@ a float and keep the server's price and size strings verbatim, because the book 
 (reference.md §3.6) is computed over those strings in the server's order: bids
 ascending, asks descending.
 
-The hash is kept cheap for the whole venue: each level keeps its serialized JSON
-fragment and each side its prices sorted (updated per change by bisection), so a hash
-is a join of the fragments plus a SHA-1, never a rebuild of the book.
+The hash is kept cheap for the whole venue: each level is held as its serialized JSON
+fragment (``{"price":"…","size":"…"}``, the texts read back from it when needed) and
+each side keeps its prices sorted (updated per change by bisection), so a hash is a
+join of the fragments plus a SHA-1, never a rebuild of the book. A level costs a dict
+entry, its float key (shared with the sorted list) and one string: about 150 bytes,
+which keeps the 1.8 M levels of the whole venue well under a gigabyte.
 
 Verification can be deferred: :meth:`OrderBook.expect` records the server's newest hash
 for the current state and :meth:`OrderBook.settle` compares it later (the keeper does
@@ -35,7 +38,7 @@ import msgspec
 from polytape.normalize.books import BUY, SELL, BookMsg, ms_to_datetime, timestamp_ms
 
 HashStatus = Literal["verified", "unknown", "corrupted"]
-LevelMap = dict[float, tuple[str, str]]  # price -> (price text, size text)
+LevelMap = dict[float, str]  # price -> the level's JSON fragment (holds both texts verbatim)
 
 _ENCODER = msgspec.json.Encoder()
 _INF = math.inf
@@ -64,10 +67,21 @@ def _fragment(price: str, size: str) -> str:
     return '{"price":' + _json_str(price) + ',"size":' + _json_str(size) + "}"
 
 
-def _sorted_side(levels: LevelMap, sign: float) -> tuple[list[float], list[str]]:
-    """Sort keys (``sign * price``, ascending) and the level fragments in that order."""
-    keys = sorted(sign * p for p in levels)
-    return keys, [_fragment(*levels[sign * k]) for k in keys]
+_SIZE_AT = len('","size":"')
+
+
+def level_texts(fragment: str) -> tuple[str, str]:
+    """A level's price and size texts, as served, from its fragment."""
+    if "\\" in fragment:  # an escaped text (a control character float() skipped)
+        decoded = msgspec.json.decode(fragment)
+        return decoded["price"], decoded["size"]
+    cut = fragment.index('","size":"')
+    return fragment[10:cut], fragment[cut + _SIZE_AT : -2]
+
+
+def level_size(fragment: str) -> float:
+    """A level's size, from its fragment."""
+    return float(level_texts(fragment)[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +99,7 @@ class BookDiff:
 
 
 def _parse_levels(levels: Iterable[msgspec.Struct]) -> LevelMap:
+    """A side of a snapshot as ``price -> fragment`` (the last of a repeated price wins)."""
     out: LevelMap = {}
     for lvl in levels:
         price_text: str = lvl.price  # type: ignore[attr-defined]
@@ -94,7 +109,7 @@ def _parse_levels(levels: Iterable[msgspec.Struct]) -> LevelMap:
         if not (0.0 <= price <= 1.0) or not (0.0 <= size < _INF):
             raise ValueError(f"absurd level price={price_text!r} size={size_text!r}")
         if size > 0.0:
-            out[price] = (price_text, size_text)
+            out[price] = _fragment(price_text, size_text)
         elif price in out:  # a later zero for a repeated price removes it
             del out[price]
     return out
@@ -104,9 +119,7 @@ class OrderBook:
     """The current book of one token (see the module notes)."""
 
     __slots__ = (
-        "_afrag",
         "_akeys",
-        "_bfrag",
         "_bkeys",
         "_checked",
         "_dirty",
@@ -153,12 +166,9 @@ class OrderBook:
         self.meta_dirty = True
         self._dirty: set[tuple[str, float]] = set()
         self._full = True
-        # each side sorted in hash order (bids ascending, asks descending: best last), as
-        # sort keys (price for bids, -price for asks) and the levels' JSON fragments
+        # each side's prices ascending (the dict's own key objects): best bid last, best ask first
         self._bkeys: list[float] = []
-        self._bfrag: list[str] = []
         self._akeys: list[float] = []
-        self._afrag: list[str] = []
         self._pending = False  # ``hash`` is the server's hash of the current state, unchecked
         self._checked = False  # ``hash_status`` is the outcome for the current state
 
@@ -176,8 +186,7 @@ class OrderBook:
             self._mark_replaced(BUY, self.bids, bids)
             self._mark_replaced(SELL, self.asks, asks)
         self.bids, self.asks = bids, asks
-        self._bkeys, self._bfrag = _sorted_side(bids, 1.0)
-        self._akeys, self._afrag = _sorted_side(asks, -1.0)
+        self._bkeys, self._akeys = sorted(bids), sorted(asks)
         self._pending = self._checked = False
         self.timestamp, self.timestamp_ms = str(msg.timestamp), ts_ms
         self.snapshot_ms = ts_ms
@@ -218,22 +227,17 @@ class OrderBook:
         if not (0.0 <= p <= 1.0) or not (0.0 <= s < _INF):
             raise ValueError(f"absurd level price={price!r} size={size!r}")
         if side == BUY:
-            levels, keys, frags, k = self.bids, self._bkeys, self._bfrag, p
+            levels, keys = self.bids, self._bkeys
         elif side == SELL:
-            levels, keys, frags, k = self.asks, self._akeys, self._afrag, -p
+            levels, keys = self.asks, self._akeys
         else:
             raise ValueError(f"unknown side {side!r}")
         if s > 0.0:
-            i = bisect_left(keys, k)
-            if p in levels:
-                frags[i] = _fragment(price, size)
-            else:
-                keys.insert(i, k)
-                frags.insert(i, _fragment(price, size))
-            levels[p] = (price, size)
+            if p not in levels:
+                keys.insert(bisect_left(keys, p), p)
+            levels[p] = _fragment(price, size)
         elif p in levels:
-            i = bisect_left(keys, k)
-            del levels[p], keys[i], frags[i]
+            del levels[p], keys[bisect_left(keys, p)]
         self._pending = self._checked = False
         if not self._full:
             self._dirty.add((side, p))
@@ -265,12 +269,12 @@ class OrderBook:
     def best_ask(self) -> float | None:
         """Lowest ask price, or None when there are no asks."""
         keys = self._akeys
-        return -keys[-1] if keys else None
+        return keys[0] if keys else None
 
     def top_is(self, bid: float, ask: float) -> bool:
         """True when the best bid and ask are these (0 standing for an empty side)."""
         bids, asks = self._bkeys, self._akeys
-        return bid == (bids[-1] if bids else 0.0) and ask == (-asks[-1] if asks else 0.0)
+        return bid == (bids[-1] if bids else 0.0) and ask == (asks[0] if asks else 0.0)
 
     @property
     def spread(self) -> float | None:
@@ -293,16 +297,23 @@ class OrderBook:
         """Best ``n`` levels per side as ``(price, size)``: bids high→low, asks low→high."""
         bk, ak = self._bkeys, self._akeys
         bids = bk[::-1] if n is None else bk[-1 : -n - 1 : -1]
-        asks = ak[::-1] if n is None else ak[-1 : -n - 1 : -1]
+        asks = ak if n is None else ak[:n]
         b, a = self.bids, self.asks
-        return [(p, float(b[p][1])) for p in bids], [(-k, float(a[-k][1])) for k in asks]
+        return [(p, level_size(b[p])) for p in bids], [(p, level_size(a[p])) for p in asks]
 
     def levels(self) -> Iterator[tuple[str, float, float]]:
         """Every level as ``(side, price, size)``."""
-        for p, (_, s) in self.bids.items():
-            yield BUY, p, float(s)
-        for p, (_, s) in self.asks.items():
-            yield SELL, p, float(s)
+        for p, frag in self.bids.items():
+            yield BUY, p, level_size(frag)
+        for p, frag in self.asks.items():
+            yield SELL, p, level_size(frag)
+
+    def side_texts(self, side: str) -> list[tuple[str, str]]:
+        """One side's levels as served ``(price, size)`` texts, in hash order (bids ascending,
+        asks descending)."""
+        if side == BUY:
+            return [level_texts(self.bids[p]) for p in self._bkeys]
+        return [level_texts(self.asks[p]) for p in reversed(self._akeys)]
 
     # ---- hash ------------------------------------------------------------------------
 
@@ -323,9 +334,9 @@ class OrderBook:
                 ',"timestamp":',
                 _json_str(self.timestamp),
                 ',"hash":"","bids":[',
-                ",".join(self._bfrag),
+                ",".join(map(self.bids.__getitem__, self._bkeys)),
                 '],"asks":[',
-                ",".join(self._afrag),
+                ",".join(map(self.asks.__getitem__, reversed(self._akeys))),
                 '],"min_order_size":',
                 _json_str(self.min_order_size),
                 ',"tick_size":',
@@ -397,7 +408,7 @@ class OrderBook:
             if level is None:
                 deletes.append((side, price))
             else:
-                upserts.append((side, price, float(level[1])))
+                upserts.append((side, price, level_size(level)))
         self._dirty.clear()
         return BookDiff(self.token_id, False, upserts, deletes)
 

@@ -51,6 +51,7 @@ from polytape.archive.schema import (
     partition_dir,
     write_atomic,
 )
+from polytape.books import LevelMap, level_size
 
 log = structlog.get_logger("polytape.archive")
 
@@ -583,6 +584,6 @@ class ArchiveWriter:
             log.info(f"archive resumes after a {reason}", tokens=len(self.open_gaps), seq=self.seq)
 
 
-def book_levels(levels: dict[float, tuple[str, str]]) -> list[Level]:
+def book_levels(levels: LevelMap) -> list[Level]:
     """An :class:`~polytape.books.OrderBook` side as ``(price, size)`` floats."""
-    return [(p, float(v[1])) for p, v in levels.items()]
+    return [(p, level_size(fragment)) for p, fragment in levels.items()]

@@ -41,7 +41,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from polytape.books import OrderBook
-from polytape.normalize.books import BookMsg, Level
+from polytape.normalize.books import BUY, SELL, BookMsg, Level
 
 TICK = 0.001
 BOOK_CHUNK = 100  # books per initial-dump frame
@@ -139,8 +139,8 @@ class Venue:
             "asset_id": token_id,
             "timestamp": book.timestamp,
             "hash": book.compute_hash() or "",
-            "bids": [{"price": p, "size": s} for _, (p, s) in sorted(book.bids.items())],
-            "asks": [{"price": p, "size": s} for _, (p, s) in sorted(book.asks.items(), reverse=True)],
+            "bids": [{"price": p, "size": s} for p, s in book.side_texts(BUY)],
+            "asks": [{"price": p, "size": s} for p, s in book.side_texts(SELL)],
             "min_order_size": book.min_order_size,
             "tick_size": book.tick_size,
             "neg_risk": book.neg_risk,
