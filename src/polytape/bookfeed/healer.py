@@ -1,6 +1,10 @@
 """Healing the live books from REST: periodic snapshots and requested resyncs, rate-limited.
 
-Every ``book_resync_minutes`` each tracked token gets a fresh REST snapshot; a token
+Every ``book_resync_minutes`` each tracked token whose whole book the server has not
+confirmed in that time (no WS snapshot and no passed hash check: a quiet book, or hash
+checks off) gets a fresh REST snapshot; a verified live book needs none. A book also
+needs one while it lacks ``min_order_size`` or ``neg_risk`` (hash inputs only REST
+serves), so each new book is fetched once. A token
 the keeper flagged (hash mismatch, delta for an unknown book, broken sequence,
 reconnect, tick-size change) is fetched soon, but never more often than once per
 ``min_gap`` seconds, so a hash algorithm that changed under us cannot turn into a
@@ -68,15 +72,21 @@ class Healer:
             if token_id not in keeper.in_flight and waited >= self.min_gap:
                 out.append((token_id, reason))
         chosen = {t for t, _ in out}
+        wall = self.clock().timestamp()
+        confirmed, period, books = keeper.confirmed, self.resync_seconds, keeper.registry.books
         for token_id in keeper.registry.conditions:
             if token_id in chosen or token_id in keeper.in_flight:
                 continue
-            age = now - self.last_snapshot.get(token_id, -math.inf)
-            if (
-                age >= self.resync_seconds
-                and now - self.last_attempt.get(token_id, -math.inf) >= self.min_gap
-            ):
-                out.append((token_id, "periodic"))
+            if now - self.last_snapshot.get(token_id, -math.inf) < period:
+                continue
+            if now - self.last_attempt.get(token_id, -math.inf) < self.min_gap:
+                continue
+            book = books.get(token_id)
+            # only REST serves min_order_size and neg_risk (hash inputs): fetch until known
+            knows_inputs = book is not None and book.min_order_size is not None and book.neg_risk is not None
+            if knows_inputs and wall - confirmed.get(token_id, -math.inf) < period:
+                continue
+            out.append((token_id, "periodic"))
         return out[: self.batch_size * MAX_BATCHES_PER_TICK]
 
     async def tick(self) -> set[str]:

@@ -131,6 +131,10 @@ class BookKeeper:
         self.buffers: dict[str, list[Buffered]] = {}
         self.unverifiable: set[str] = set()  # REST's own hash did not reproduce here
         self.resubscribe: set[str] = set()
+        # token -> epoch seconds its whole book was last confirmed by the server (a WS
+        # snapshot, or a passed hash check): the healer skips periodic REST snapshots of
+        # such books, which would add nothing but load (46,000 books every few minutes)
+        self.confirmed: dict[str, float] = {}
         self.rejected: list[tuple[Rejected, datetime]] = []
         self._streak: Counter[str] = Counter()
         self._logged: set[str] = set()
@@ -231,7 +235,9 @@ class BookKeeper:
             self.buffers[token_id] = []  # what was held back is older than this snapshot
         elif token_id in self.wanted:
             self._forget_heal(token_id)  # a full snapshot is the heal
-        self._expect(book, msg.hash, received_at.timestamp())
+        now_s = received_at.timestamp()
+        self.confirmed[token_id] = now_s
+        self._expect(book, msg.hash, now_s)
         if self.archive is not None:
             self.archive.record_book(book, received_at, self._conn)
         changed.add(token_id)
@@ -405,6 +411,8 @@ class BookKeeper:
             self.request_resync(book.token_id, "hash_mismatch")
         elif status == "verified":
             self._streak.pop(book.token_id, None)
+            if book.received_at is not None:
+                self.confirmed[book.token_id] = book.received_at.timestamp()
             if self.archive is not None:  # a deferred check passed: the history up to here is good
                 self.archive.verified_at(book.token_id, book.timestamp_ms, book.hash)
 
@@ -465,6 +473,7 @@ class BookKeeper:
         self.resubscribe.discard(token_id)
         self._streak.pop(token_id, None)
         self._due_tokens.discard(token_id)
+        self.confirmed.pop(token_id, None)
 
     # ---- REST snapshots ------------------------------------------------------------------------
 
