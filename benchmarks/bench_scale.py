@@ -110,8 +110,8 @@ def _old_full_rebuild_hash(self: OrderBook) -> str | None:
         "asset_id": self.token_id,
         "timestamp": self.timestamp,
         "hash": "",
-        "bids": [{"price": v[0], "size": v[1]} for _, v in sorted(self.bids.items())],
-        "asks": [{"price": v[0], "size": v[1]} for _, v in sorted(self.asks.items(), reverse=True)],
+        "bids": [{"price": p, "size": z} for p, z in self.side_texts("BUY")],
+        "asks": [{"price": p, "size": z} for p, z in self.side_texts("SELL")],
         "min_order_size": self.min_order_size,
         "tick_size": self.tick_size,
         "neg_risk": self.neg_risk,
@@ -251,10 +251,11 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
     proc, info = start_simulator(args)
     print(f"   simulator ready in {time.perf_counter() - t0:.0f}s: {info['messages']:,} messages, "
           f"simulator RSS {info['rss_mb']:.0f} MB")  # fmt: skip
-    tmp = Path(tempfile.mkdtemp()) / "scale.db"
+    workdir = Path(tempfile.mkdtemp())
     settings = load_settings(
-        database_url=f"sqlite:///{tmp}", clob_url=info["clob_url"], clob_ws_url=info["ws_url"],
-        gamma_url=info["clob_url"], data_api_url=info["clob_url"], log_level="WARNING",
+        database_url=args.database_url or f"sqlite:///{workdir / 'scale.db'}", clob_url=info["clob_url"],
+        clob_ws_url=info["ws_url"], gamma_url=info["clob_url"], data_api_url=info["clob_url"],
+        log_level="WARNING", archive_dir=workdir / "archive",
     )  # fmt: skip
     store = Store.open(settings.database_url)
     pairs = token_pairs(args.tokens)
@@ -284,6 +285,19 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
                     durations.append(time.perf_counter() - t)
 
             feed.writer.flush = timed_flush  # type: ignore[method-assign]
+            archive = ctx.runtime.archive
+            assert archive is not None
+            archived: list[tuple[int, float]] = []  # (batch taken at µs, written at s)
+            real_write = archive.writer.write
+
+            def timed_write(batch: Any) -> int:
+                try:
+                    return real_write(batch)
+                finally:
+                    archived.append((batch.taken_at, time.time()))
+
+            archive.writer.write = timed_write  # type: ignore[method-assign]
+            archive.start()
             task = asyncio.create_task(feed.run())
             sampler = asyncio.create_task(_sample_rss(rss))
             t1 = time.perf_counter()
@@ -303,6 +317,7 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
                   f"{len(feed.channels)} connections in {startup:.0f}s")  # fmt: skip
             flushes.clear()
             durations.clear()
+            archived.clear()
             rss.clear()
             base_msgs, base_checks = keeper.stats.by_type["price_change"], keeper.stats.hash_checks
             base_mism = keeper.stats.hash_mismatches
@@ -326,7 +341,8 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
                 if time.perf_counter() - t2 > 300:
                     break
             drain = time.perf_counter() - t2
-            await asyncio.sleep(settings.book_verify_seconds + 2 * settings.book_write_seconds)
+            settle = settings.book_verify_seconds + 2 * settings.book_write_seconds
+            await asyncio.sleep(max(settle, settings.archive_flush_seconds + 2))
             cpu = (time.process_time() - c0) / (time.perf_counter() - w0)
             applied = keeper.stats.by_type["price_change"] - base_msgs
             unverified = [t for t in feed.registry.books if not keeper.verified(t)]
@@ -347,6 +363,7 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
         proc.terminate()
         proc.wait(10)
     lags = _lags(report, flushes, pairs)
+    alags = _archive_lags(report, archived)
     return {
         "tokens": args.tokens,
         "levels_a_side": args.levels,
@@ -367,6 +384,11 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
         "lag_send_to_commit_p99_s": lags[1],
         "lag_send_to_commit_max_s": lags[2],
         "messages_never_committed": lags[3],
+        "lag_send_to_archive_flush_p50_s": alags[0],
+        "lag_send_to_archive_flush_p99_s": alags[1],
+        "lag_send_to_archive_flush_max_s": alags[2],
+        "messages_never_archived": alags[3],
+        "archive_flush_seconds": settings.archive_flush_seconds,
         "flushes": len(flushes),
         "flush_seconds_mean_max": (
             round(sum(durations) / max(1, len(durations)), 3),
@@ -398,6 +420,27 @@ def _lags(
         i = bisect.bisect_left(ms_list, stamps_ms[k])
         if i < len(ms_list):
             lags.append(at_list[i] - sent_at)
+        else:
+            lost += 1
+    if not lags:
+        return None, None, None, lost
+    lags.sort()
+    return (round(lags[len(lags) // 2], 3), round(lags[int(len(lags) * 0.99)], 3), round(lags[-1], 3), lost)
+
+
+def _archive_lags(
+    report: dict[str, Any], archived: list[tuple[int, float]]
+) -> tuple[float | None, float | None, float | None, int]:
+    """Per message: its send time to the end of the archive write of the first batch taken
+    after it was sent (an upper bound: it was received a little after it was sent)."""
+    archived = sorted(archived)
+    taken = [t / 1e6 for t, _ in archived]
+    lags: list[float] = []
+    lost = 0
+    for sent_at in report["send_times"]:
+        i = bisect.bisect_left(taken, sent_at)
+        if i < len(taken):
+            lags.append(archived[i][1] - sent_at)
         else:
             lost += 1
     if not lags:
@@ -446,6 +489,7 @@ def main() -> None:
     ap_feed.add_argument("--seconds", type=float, default=60.0)
     ap_feed.add_argument("--burst-rate", type=float, default=0.0)
     ap_feed.add_argument("--burst-seconds", type=float, default=30.0)
+    ap_feed.add_argument("--database-url", default="", help="default: a fresh SQLite file")
     args = ap.parse_args()
     if args.section == "apply":
         bench_apply(args)
