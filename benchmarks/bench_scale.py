@@ -277,10 +277,14 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
             durations: list[float] = []
             real_flush = feed.writer.flush
 
+            written: list[tuple[int, int]] = []  # per round: books, levels
+
             async def timed_flush(**kw: Any) -> Any:
                 t = time.perf_counter()
                 try:
-                    return await real_flush(**kw)
+                    result = await real_flush(**kw)
+                    written.append((result.books, result.levels))
+                    return result
                 finally:
                     durations.append(time.perf_counter() - t)
 
@@ -302,9 +306,13 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
             sampler = asyncio.create_task(_sample_rss(rss))
             t1 = time.perf_counter()
             keeper = feed.keeper
-            while len(feed.registry) < args.tokens or any(
-                b.check_pending for b in feed.registry.books.values()
-            ):
+            while (
+                len(feed.registry) < args.tokens
+                or keeper.in_flight
+                or feed.healer.due()
+                or any(b.check_pending or b.min_order_size is None for b in feed.registry.books.values())
+                or (await _http("GET", info["control"] + "/status"))["subscribed_tokens"] < args.tokens
+            ):  # every connection open and subscribed, the start-up REST pass done
                 await asyncio.sleep(0.5)
                 if time.perf_counter() - t1 > 600:
                     raise RuntimeError(f"only {len(feed.registry)} books after 10 minutes")
@@ -317,6 +325,7 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
                   f"{len(feed.channels)} connections in {startup:.0f}s")  # fmt: skip
             flushes.clear()
             durations.clear()
+            written.clear()
             archived.clear()
             rss.clear()
             base_msgs, base_checks = keeper.stats.by_type["price_change"], keeper.stats.hash_checks
@@ -395,6 +404,12 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
             round(max(durations, default=0), 3),
         ),
         "flush_rounds": len(durations),
+        "flush_rounds_writing_books": sum(1 for b, _ in written if b),
+        "books_written_per_round_mean_max": (
+            round(sum(b for b, _ in written) / max(1, len(written))),
+            max((b for b, _ in written), default=0),
+        ),
+        "levels_written_per_round_max": max((n for _, n in written), default=0),
         "rss_peak_mb": round(max(rss), 1) if rss else None,
         "feed_cpu_cores_whole_run": round(cpu, 2),
     }

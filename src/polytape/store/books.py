@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from polytape.books import BookDiff, OrderBook
-from polytape.store.bulk import json_rows_select, run_rows
+from polytape.store.bulk import ROWS, run_rows
 from polytape.store.core import Tx
 from polytape.store.metadata import set_clob_neg_risk
 from polytape.store.schema import orderbook_levels, orderbooks
@@ -27,9 +27,9 @@ _LEVEL_CONFLICT = (
     " ON CONFLICT (token_id, side, price) DO UPDATE"
     " SET size = excluded.size, updated_at = excluded.updated_at"
 )
-_UPSERT_LEVEL = _LEVEL_INTO + json_rows_select(5) + _LEVEL_CONFLICT
+_UPSERT_LEVEL = _LEVEL_INTO + "VALUES " + ROWS + _LEVEL_CONFLICT
 _UPSERT_LEVEL_PG = _LEVEL_INTO + "VALUES (%s, %s, %s, %s, %s)" + _LEVEL_CONFLICT
-_DELETE_LEVEL = f"DELETE FROM orderbook_levels WHERE (token_id, side, price) IN ({json_rows_select(3)})"
+_DELETE_LEVEL = "DELETE FROM orderbook_levels WHERE (token_id, side, price) IN (VALUES " + ROWS + ")"
 _DELETE_LEVEL_PG = "DELETE FROM orderbook_levels WHERE token_id = %s AND side = %s AND price = %s"
 
 
@@ -41,7 +41,7 @@ _HEADER_CONFLICT = " ON CONFLICT (token_id) DO UPDATE SET " + ", ".join(
     if c != "token_id"
 )
 _HEADER_INTO = f"INSERT INTO orderbooks ({', '.join(_HEADER_COLUMNS)}) "
-_UPSERT_HEADER = _HEADER_INTO + json_rows_select(len(_HEADER_COLUMNS)) + _HEADER_CONFLICT
+_UPSERT_HEADER = _HEADER_INTO + "VALUES " + ROWS + _HEADER_CONFLICT
 _UPSERT_HEADER_PG = _HEADER_INTO + f"VALUES ({', '.join(['%s'] * len(_HEADER_COLUMNS))})" + _HEADER_CONFLICT
 
 

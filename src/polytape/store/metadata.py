@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from polytape.normalize import Rejected
 from polytape.normalize.gamma import SOURCE_MARKET, NormalizedPage, TagRecord
-from polytape.store.bulk import run_rows
+from polytape.store.bulk import ROWS, run_rows
 from polytape.store.core import Tx
 from polytape.store.runs import rejected_row
 from polytape.store.schema import event_tags, events, market_tags, market_tokens, markets, tags
@@ -187,9 +187,8 @@ def set_clob_neg_risk(tx: Tx, neg_risk_by_condition: Mapping[str, bool]) -> int:
 
 
 _SET_NEG_RISK = (
-    "UPDATE markets SET neg_risk = j.nr, neg_risk_source = 'clob' FROM "
-    "(SELECT json_extract(value, '$[0]') AS cid, json_extract(value, '$[1]') AS nr FROM json_each(?)) AS j "
-    "WHERE markets.condition_id = j.cid"
+    "UPDATE markets SET neg_risk = v.column2, neg_risk_source = 'clob' "
+    "FROM (VALUES " + ROWS + ") AS v WHERE markets.condition_id = v.column1"
 )
 _SET_NEG_RISK_PG = (
     "UPDATE markets SET neg_risk = v.nr, neg_risk_source = 'clob' "
