@@ -29,16 +29,23 @@ _LEVEL_CONFLICT = (
 )
 _UPSERT_LEVEL = _LEVEL_INTO + "VALUES " + ROWS + _LEVEL_CONFLICT
 _UPSERT_LEVEL_PG = _LEVEL_INTO + "VALUES (%s, %s, %s, %s, %s)" + _LEVEL_CONFLICT
-_DELETE_LEVEL = "DELETE FROM orderbook_levels WHERE (token_id, side, price) IN (VALUES " + ROWS + ")"
+# joined on the primary key (a row-value ``IN (VALUES …)`` made SQLite scan the whole table:
+# 0.64 s for 2,600 deletes among 1.8 M levels, against 0.025 s)
+_DELETE_LEVEL = (
+    "DELETE FROM orderbook_levels WHERE rowid IN (SELECT l.rowid FROM (VALUES " + ROWS + ") AS v "
+    "JOIN orderbook_levels AS l ON l.token_id = v.column1 AND l.side = v.column2 AND l.price = v.column3)"
+)
 _DELETE_LEVEL_PG = "DELETE FROM orderbook_levels WHERE token_id = %s AND side = %s AND price = %s"
 
 
 _HEADER_COLUMNS = [c.name for c in orderbooks.columns]
 _KEEP_WHEN_NULL = {"tick_size", "min_order_size", "neg_risk"}  # REST-only: unknown keeps the stored value
+# A token's market never changes: leaving condition_id out of the SET spares its index an
+# entry rewrite per update (measured on SQLite: 13,000 upserts 0.03-0.04 s, not 0.11-0.16 s).
 _HEADER_CONFLICT = " ON CONFLICT (token_id) DO UPDATE SET " + ", ".join(
     f"{c} = COALESCE(excluded.{c}, orderbooks.{c})" if c in _KEEP_WHEN_NULL else f"{c} = excluded.{c}"
     for c in _HEADER_COLUMNS
-    if c != "token_id"
+    if c not in ("token_id", "condition_id")
 )
 _HEADER_INTO = f"INSERT INTO orderbooks ({', '.join(_HEADER_COLUMNS)}) "
 _UPSERT_HEADER = _HEADER_INTO + "VALUES " + ROWS + _HEADER_CONFLICT
