@@ -563,3 +563,14 @@ def test_a_deferred_check_marks_the_checked_message_verified(tmp_path: Path) -> 
     assert [(r["hash"], r["verified"]) for r in rows] == [("a", False), ("b", False), ("c", True)]
     # After a flush the checked message is no longer buffered: nothing to mark, nothing breaks.
     archive.verified_at("T1", (T0 + 5_000) // 1000, "c")
+
+
+def test_flush_is_due_early_by_the_write_time_so_rows_land_within_the_interval(tmp_path: Path) -> None:
+    w = ArchiveWriter(tmp_path, clock=Clock(T0), flush_seconds=10)
+    assert not w.flush_due(T0 + 60_000_000)  # nothing buffered
+    w.record_changes("T1", "C-T1", T0, T0, [("bid", 0.4, 5.0)])
+    assert not w.flush_due(T0 + 9_000_000)
+    assert w.flush_due(T0 + 10_000_000)
+    assert w.flush_due(T0 + 9_000_000, lead_s=1.5)  # a write takes ~1.5 s: start it now
+    assert not w.flush_due(T0 + 4_000_000, lead_s=8.0)  # the lead never exceeds half the interval
+    assert w.flush_due(T0 + 5_000_000, lead_s=8.0)

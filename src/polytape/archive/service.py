@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -53,6 +55,7 @@ class BookArchive:
         self._metric_bytes = 0
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._write_seconds: deque[float] = deque(maxlen=5)  # how long recent flushes took
 
     @classmethod
     def from_settings(cls, settings: Any, name: str = "job") -> BookArchive | None:
@@ -248,7 +251,9 @@ class BookArchive:
         try:
             while True:
                 await asyncio.sleep(TICK_SECONDS)
-                if self.writer.flush_due():
+                # start early by the time recent writes took (and one tick), so the rows are
+                # on disk within archive_flush_seconds of being heard
+                if self.writer.flush_due(lead_s=TICK_SECONDS + 1.5 * max(self._write_seconds, default=0.0)):
                     await self.flush()
                 if loop.time() >= next_upkeep:
                     next_upkeep = loop.time() + UPKEEP_SECONDS
@@ -263,11 +268,13 @@ class BookArchive:
             batch = self.writer.detach()
             if not batch.rows:
                 return 0
+            started = time.monotonic()
             try:
                 written = await asyncio.to_thread(self.writer.write, batch)
             except OSError as exc:
                 log.error("archive flush failed; the rows are a gap", error=str(exc)[:300])
                 return 0
+            self._write_seconds.append(time.monotonic() - started)
             self._export_metrics()
             return written
 

@@ -451,14 +451,17 @@ class ArchiveWriter:
         """Rows recorded and not yet handed to :meth:`write`."""
         return len(self._l2) + len(self._trades) + len(self._gaps)
 
-    def flush_due(self, now: int | None = None) -> bool:
-        """True when the oldest buffered row is ``flush_seconds`` old or the buffers are full."""
+    def flush_due(self, now: int | None = None, lead_s: float = 0.0) -> bool:
+        """True when the oldest buffered row is ``flush_seconds`` old less ``lead_s`` (the
+        time a write takes: the rows must be on disk within ``flush_seconds``), or the
+        buffers are full."""
         if self._oldest_unflushed is None:
             return False
         if self.buffered_rows >= self.max_buffered_rows:
             return True
         now = self.clock() if now is None else now
-        return now - self._oldest_unflushed >= self.flush_seconds * 1e6
+        lead = min(max(0.0, lead_s), self.flush_seconds / 2)
+        return now - self._oldest_unflushed >= (self.flush_seconds - lead) * 1e6
 
     def detach(self) -> Batch:
         """Take the buffered rows and the state they reach (cheap; call in the recording thread)."""
