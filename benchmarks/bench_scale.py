@@ -327,6 +327,7 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
             durations.clear()
             written.clear()
             archived.clear()
+            rss_startup = max(rss, default=0.0)
             rss.clear()
             base_msgs, base_checks = keeper.stats.by_type["price_change"], keeper.stats.hash_checks
             base_mism = keeper.stats.hash_mismatches
@@ -410,7 +411,9 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
             max((b for b, _ in written), default=0),
         ),
         "levels_written_per_round_max": max((n for _, n in written), default=0),
+        "rss_peak_startup_mb": round(rss_startup, 1),
         "rss_peak_mb": round(max(rss), 1) if rss else None,
+        "rss_at_end_mb": round(rss[-1], 1) if rss else None,
         "feed_cpu_cores_whole_run": round(cpu, 2),
     }
 

@@ -57,6 +57,8 @@ class BookWriter:
     health: Callable[[datetime], dict[str, Any]]
     health_interval: float = 5.0
     min_interval: float = 0.0  # per book, seconds between two writes
+    max_levels: int = 100_000  # per flush: the first write of 46,000 books is 1.8 M levels,
+    # which as one batch held ~400 MB of tuples at once; the rest waits for the next round
     on_flush: FlushHook | None = None
     monotonic: Callable[[], float] = time.monotonic
     last_written: dict[str, float] = field(default_factory=dict)
@@ -67,6 +69,7 @@ class BookWriter:
     flushes: int = 0
     failures: int = 0
     _last_health: datetime | None = None
+    _cursor: int = 0
 
     async def flush(self, *, force_health: bool = False) -> FlushResult:
         """Write everything pending in one transaction (a failed write is retried next time)."""
@@ -77,13 +80,19 @@ class BookWriter:
         ready = mono - self.min_interval
         last_written = self.last_written
         keeper = self.keeper
-        for book in keeper.registry.books.values():
+        books = list(keeper.registry.books.values())
+        start = self._cursor % len(books) if books else 0  # a capped round resumes here
+        self._cursor = 0
+        for i, book in enumerate(books[start:] + books[:start]):
             if book.pending_write and (force_health or last_written.get(book.token_id, -math.inf) <= ready):
                 if book.check_pending:
                     keeper.settle(book)  # its hash status is stored with it: check it first
                 batch.add(book, now)
                 stamps[book.token_id] = book.timestamp_ms
                 last_written[book.token_id] = mono
+                if batch.levels >= self.max_levels and not force_health:
+                    self._cursor = start + i + 1
+                    break
         # the markets' neg_risk changes about never: write only what the store lacks, and
         # everything again now and then (an UPDATE skips a market Gamma has not stored yet)
         if mono - self._neg_risk_since >= self.neg_risk_refresh:

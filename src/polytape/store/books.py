@@ -123,6 +123,7 @@ class BookWrite:
     rows: list[dict[str, Any]] = field(default_factory=list)
     diffs: list[BookDiff] = field(default_factory=list)
     neg_risk: dict[str, bool] = field(default_factory=dict)
+    levels: int = 0  # level rows queued
 
     def add(self, book: OrderBook, now: datetime) -> None:
         """Queue a book's header and (if any) its level diff."""
@@ -130,6 +131,7 @@ class BookWrite:
         diff = book.take_diff()
         if diff is not None:
             self.diffs.append(diff)
+            self.levels += len(diff.upserts) + len(diff.deletes)
         if book.neg_risk is not None and book.condition_id:
             self.neg_risk[book.condition_id] = book.neg_risk
         book.meta_dirty = False
