@@ -31,6 +31,7 @@ import asyncio
 import bisect
 import hashlib
 import json
+import os
 import random
 import subprocess
 import sys
@@ -321,6 +322,8 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(0.5)  # the first full writes are in (heals keep a few pending)
             await asyncio.sleep(2)
             startup = time.perf_counter() - t1
+            if os.environ.get("BENCH_TRACEMALLOC"):
+                _top_allocations("after start-up")
             print(f"   feed subscribed and verified {len(feed.registry):,} books over "
                   f"{len(feed.channels)} connections in {startup:.0f}s")  # fmt: skip
             flushes.clear()
@@ -353,6 +356,9 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
             drain = time.perf_counter() - t2
             settle = settings.book_verify_seconds + 2 * settings.book_write_seconds
             await asyncio.sleep(max(settle, settings.archive_flush_seconds + 2))
+            rss_timed = list(rss)  # the timed phase and its drain (not the checks below)
+            if os.environ.get("BENCH_TRACEMALLOC"):
+                _top_allocations("after the timed phase")
             cpu = (time.process_time() - c0) / (time.perf_counter() - w0)
             applied = keeper.stats.by_type["price_change"] - base_msgs
             unverified = [t for t in feed.registry.books if not keeper.verified(t)]
@@ -412,8 +418,8 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
         ),
         "levels_written_per_round_max": max((n for _, n in written), default=0),
         "rss_peak_startup_mb": round(rss_startup, 1),
-        "rss_peak_mb": round(max(rss), 1) if rss else None,
-        "rss_at_end_mb": round(rss[-1], 1) if rss else None,
+        "rss_peak_mb": round(max(rss_timed), 1) if rss_timed else None,
+        "rss_at_end_mb": round(rss_timed[-1], 1) if rss_timed else None,
         "feed_cpu_cores_whole_run": round(cpu, 2),
     }
 
@@ -473,9 +479,24 @@ def bench_feed(args: argparse.Namespace) -> None:
         f"feed: {args.tokens:,} tokens, {args.levels} levels a side, "
         f"{args.rate:,.0f} msgs/s for {args.seconds:g}s{burst}"
     )
+    if os.environ.get("BENCH_TRACEMALLOC"):
+        import tracemalloc
+
+        tracemalloc.start()
     out = asyncio.run(feed_run(args))
     for key, value in out.items():
         print(f"   {key:38s} {value}")
+
+
+def _top_allocations(when: str, n: int = 15) -> None:
+    """Where the memory is (``BENCH_TRACEMALLOC=1``: slow, for diagnosis only)."""
+    import tracemalloc
+
+    stats = tracemalloc.take_snapshot().statistics("lineno")
+    total = sum(st.size for st in stats)
+    print(f"   tracemalloc {when}: {total / 2**20:,.0f} MB traced")
+    for st in stats[:n]:
+        print(f"      {st.size / 2**20:8.1f} MB {st.count:>10,} blocks  {st.traceback[0]}")
 
 
 def _rss_mb() -> float:

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import structlog
 
 from polytape import metrics
@@ -275,6 +276,7 @@ class BookArchive:
                 log.error("archive flush failed; the rows are a gap", error=str(exc)[:300])
                 return 0
             self._write_seconds.append(time.monotonic() - started)
+            pa.default_memory_pool().release_unused()  # the batch's Arrow buffers, back to the OS
             self._export_metrics()
             return written
 
