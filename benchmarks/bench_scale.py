@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from array import array
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +45,7 @@ from typing import Any
 
 import msgspec
 
+from polytape import heap
 from polytape.bookfeed.keeper import BookKeeper
 from polytape.books import BookRegistry, OrderBook
 from polytape.normalize.books import BookMsg, Level
@@ -269,12 +271,29 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
     store.insert_ignore(
         tracked_markets, [{"condition_id": c, "source": "manual", "selected_at": now} for c, _, _ in pairs]
     )
-    flushes: list[tuple[float, dict[str, int]]] = []
+    # per YES token: the book timestamps (ms) it was committed at, and when; kept as arrays
+    # (a dict per flush would hold ~100 bytes per written book for the whole run)
+    commits: dict[str, tuple[array[int], array[float]]] = {}
+    yes_tokens = {yes for _, yes, _ in pairs}
+    n_flushes = [0]
+
+    def on_flush(at: datetime, stamps: dict[str, int]) -> None:
+        n_flushes[0] += 1
+        when = at.timestamp()
+        for tok, ms in stamps.items():
+            if tok in yes_tokens:
+                entry = commits.get(tok)
+                if entry is None:
+                    entry = commits[tok] = (array("q"), array("d"))
+                if not entry[0] or ms >= entry[0][-1]:
+                    entry[0].append(ms)
+                    entry[1].append(when)
+
     rss: list[float] = []
     try:
         async with job_context(settings, store) as ctx:
             feed = BookFeed(settings, store, ctx.clients.clob, runtime=ctx.runtime, clock=ctx.clock)
-            feed.writer.on_flush = lambda at, stamps: flushes.append((at.timestamp(), stamps))
+            feed.writer.on_flush = on_flush
             durations: list[float] = []
             real_flush = feed.writer.flush
 
@@ -326,7 +345,8 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
                 _top_allocations("after start-up")
             print(f"   feed subscribed and verified {len(feed.registry):,} books over "
                   f"{len(feed.channels)} connections in {startup:.0f}s")  # fmt: skip
-            flushes.clear()
+            commits.clear()
+            n_flushes[0] = 0
             durations.clear()
             written.clear()
             archived.clear()
@@ -378,8 +398,16 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         proc.terminate()
         proc.wait(10)
-    lags = _lags(report, flushes, pairs)
+    lags = _lags(report, commits, pairs)
     alags = _archive_lags(report, archived)
+    bounds, start = [], 0
+    for rate, count in phases:
+        bounds.append((f"{rate:,.0f} msgs/s", start, start + count))
+        start += count
+    per_phase = {
+        name: {"send->commit": _summary(lags[lo:hi]), "send->archive flush": _summary(alags[lo:hi])}
+        for name, lo, hi in bounds
+    }
     return {
         "tokens": args.tokens,
         "levels_a_side": args.levels,
@@ -396,16 +424,9 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
         "books_unverified_at_end": len(unverified),
         "books_differing_from_simulator": differ,
         "resyncs": resyncs,
-        "lag_send_to_commit_p50_s": lags[0],
-        "lag_send_to_commit_p99_s": lags[1],
-        "lag_send_to_commit_max_s": lags[2],
-        "messages_never_committed": lags[3],
-        "lag_send_to_archive_flush_p50_s": alags[0],
-        "lag_send_to_archive_flush_p99_s": alags[1],
-        "lag_send_to_archive_flush_max_s": alags[2],
-        "messages_never_archived": alags[3],
+        "lags_by_phase": per_phase,
         "archive_flush_seconds": settings.archive_flush_seconds,
-        "flushes": len(flushes),
+        "flushes": n_flushes[0],
         "flush_seconds_mean_max": (
             round(sum(durations) / max(1, len(durations)), 3),
             round(max(durations, default=0), 3),
@@ -425,52 +446,45 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _lags(
-    report: dict[str, Any], flushes: list[tuple[float, dict[str, int]]], pairs: list[tuple[str, str, str]]
-) -> tuple[float | None, float | None, float | None, int]:
-    """Per message: its send time to the first commit holding its YES token at or past its timestamp."""
-    per_token: dict[str, tuple[list[int], list[float]]] = {}
-    for at, stamps in flushes:
-        for tok, ms in stamps.items():
-            entry = per_token.setdefault(tok, ([], []))
-            if not entry[0] or ms >= entry[0][-1]:
-                entry[0].append(ms)
-                entry[1].append(at)
+    report: dict[str, Any],
+    per_token: dict[str, tuple[array[int], array[float]]],
+    pairs: list[tuple[str, str, str]],
+) -> list[float | None]:
+    """Per message: its send time to the first commit holding its YES token at or past its
+    timestamp (None: never committed)."""
     markets, stamps_ms = report["markets"], report["timestamps_ms"]
-    lags: list[float] = []
-    lost = 0
+    out: list[float | None] = []
+    empty: tuple[array[int], array[float]] = (array("q"), array("d"))
     for k, sent_at in enumerate(report["send_times"]):
-        yes = pairs[markets[k]][1]
-        ms_list, at_list = per_token.get(yes, ([], []))
+        ms_list, at_list = per_token.get(pairs[markets[k]][1], empty)
         i = bisect.bisect_left(ms_list, stamps_ms[k])
-        if i < len(ms_list):
-            lags.append(at_list[i] - sent_at)
-        else:
-            lost += 1
-    if not lags:
-        return None, None, None, lost
-    lags.sort()
-    return (round(lags[len(lags) // 2], 3), round(lags[int(len(lags) * 0.99)], 3), round(lags[-1], 3), lost)
+        out.append(at_list[i] - sent_at if i < len(ms_list) else None)
+    return out
 
 
-def _archive_lags(
-    report: dict[str, Any], archived: list[tuple[int, float]]
-) -> tuple[float | None, float | None, float | None, int]:
+def _archive_lags(report: dict[str, Any], archived: list[tuple[int, float]]) -> list[float | None]:
     """Per message: its send time to the end of the archive write of the first batch taken
     after it was sent (an upper bound: it was received a little after it was sent)."""
     archived = sorted(archived)
     taken = [t / 1e6 for t, _ in archived]
-    lags: list[float] = []
-    lost = 0
+    out: list[float | None] = []
     for sent_at in report["send_times"]:
         i = bisect.bisect_left(taken, sent_at)
-        if i < len(taken):
-            lags.append(archived[i][1] - sent_at)
-        else:
-            lost += 1
-    if not lags:
-        return None, None, None, lost
-    lags.sort()
-    return (round(lags[len(lags) // 2], 3), round(lags[int(len(lags) * 0.99)], 3), round(lags[-1], 3), lost)
+        out.append(archived[i][1] - sent_at if i < len(taken) else None)
+    return out
+
+
+def _summary(lags: list[float | None]) -> dict[str, Any]:
+    """p50, p99, max and the count of messages never reached."""
+    got = sorted(x for x in lags if x is not None)
+    if not got:
+        return {"p50": None, "p99": None, "max": None, "never": len(lags)}
+    return {
+        "p50": round(got[len(got) // 2], 2),
+        "p99": round(got[int(len(got) * 0.99)], 2),
+        "max": round(got[-1], 2),
+        "never": len(lags) - len(got),
+    }
 
 
 def bench_feed(args: argparse.Namespace) -> None:
@@ -479,6 +493,7 @@ def bench_feed(args: argparse.Namespace) -> None:
         f"feed: {args.tokens:,} tokens, {args.levels} levels a side, "
         f"{args.rate:,.0f} msgs/s for {args.seconds:g}s{burst}"
     )
+    heap.limit_arenas()  # as the polytape command does at start
     if os.environ.get("BENCH_TRACEMALLOC"):
         import tracemalloc
 

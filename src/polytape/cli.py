@@ -28,6 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from polytape import heap
 from polytape.config import Settings, load_settings
 from polytape.errors import (
     EXIT_FAIL,
@@ -732,6 +733,7 @@ def show_signals(s: Settings, console: Console, *, since: str, types: list[str],
 
 def main() -> None:
     """Console-script entry point: typed errors become one line and an exit code."""
+    heap.limit_arenas()  # before any thread starts (polytape.heap)
     try:
         app()
     except ConfigError as exc:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from polytape import metrics
+from polytape import heap, metrics
 from polytape.bookfeed.healer import Healer
 from polytape.bookfeed.keeper import BookKeeper
 from polytape.bookfeed.shards import (
@@ -51,6 +51,7 @@ log = structlog.get_logger("polytape.bookfeed")
 
 HEAL_TICK = 0.25  # seconds between looks for books due a REST snapshot
 FLUSHES_PER_INTERVAL = 8  # flush ticks per persist interval (each book at most once per interval)
+TRIM_SECONDS = 20.0  # how often freed heap memory is handed back (polytape.heap)
 
 
 def _utcnow() -> datetime:
@@ -122,6 +123,7 @@ class BookFeed:
         self._stop = asyncio.Event()
         self._universe_version = -1
         self._channel_seq = 0
+        self._next_trim = time.monotonic() + TRIM_SECONDS
         self._health_mark: tuple[float, int] = (time.monotonic(), 0)
         self._metric_marks: dict[str, int] = {}
         self._hour: deque[tuple[float, int, int, int]] = (
@@ -176,6 +178,9 @@ class BookFeed:
 
     async def _flush(self) -> None:
         self.keeper.verify_due(self.clock())  # quiet books' deferred hash checks
+        if time.monotonic() >= self._next_trim:  # freed start-up and batch memory, back to the OS
+            self._next_trim = time.monotonic() + TRIM_SECONDS
+            await asyncio.to_thread(heap.trim)
         if self.token_source is not None and not self.token_source.current():
             return  # our leases may have gone to another worker: write nothing until renewed
         if self.archive is not None:
