@@ -123,7 +123,41 @@ def test_sqlite_flush_is_a_few_statements_not_one_per_row(sqlite_url: str) -> No
             batch.add(book, NOW)
         assert store.write(traced) == 100
         writes = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "DELETE", "UPDATE"))]
-        assert 0 < len(writes) <= 4, writes[:6]
+        assert 0 < len(writes) <= 12, writes[:6]  # power-of-two row counts: 50 = 32 + 16 + 2
         assert all(_stored_levels(store, b.token_id) == _expected(b) for b in books)
+    finally:
+        store.close()
+
+
+def test_sqlite_batches_use_a_bounded_set_of_statement_shapes(sqlite_url: str) -> None:
+    """The driver caches every distinct statement it prepared (~2 MB for a 2,000-row one):
+    batch tails of arbitrary length must not each make a new one."""
+    from polytape.store.bulk import ROWS, run_rows
+
+    store = Store.open(sqlite_url)
+    shapes: set[str] = set()
+    rng = random.Random(3)
+
+    def write(tx: object) -> int:
+        raw = tx.conn.connection.driver_connection  # type: ignore[attr-defined]
+        raw.set_trace_callback(lambda sql: shapes.add(f"{sql[:11]} {sql.count('), (') + 1} rows"))
+        try:
+            total = 0
+            for _ in range(40):
+                n = rng.randint(1, 5000)
+                rows = [(f"t{k}", "BUY", k / 10_000, 1.0, "2026-01-01 00:00:00") for k in range(n)]
+                sql = (
+                    "INSERT OR REPLACE INTO orderbook_levels (token_id, side, price, size, updated_at) "
+                    "VALUES " + ROWS
+                )
+                total += run_rows(tx, sqlite_sql=sql, pg_sql="", rows=rows)  # type: ignore[arg-type]
+            return total
+        finally:
+            raw.set_trace_callback(None)
+
+    try:
+        assert store.write(write) > 0
+        inserts = {shape for shape in shapes if shape.startswith("INSERT")}
+        assert 3 <= len(inserts) <= 11, sorted(inserts)  # 1, 2, 4, ..., 1024 rows
     finally:
         store.close()
