@@ -50,8 +50,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("polytape.bookfeed")
 
 HEAL_TICK = 0.25  # seconds between looks for books due a REST snapshot
-FLUSHES_PER_INTERVAL = 8  # flush ticks per persist interval (each book at most once per interval)
+FLUSHES_PER_INTERVAL = 4  # flush ticks per persist interval (each book at most once per interval)
 TRIM_SECONDS = 20.0  # how often freed heap memory is handed back (polytape.heap)
+CHECKPOINT_SCAN_SECONDS = 5.0  # how often books are looked at for archive checkpoints
 
 
 def _utcnow() -> datetime:
@@ -124,6 +125,8 @@ class BookFeed:
         self._universe_version = -1
         self._channel_seq = 0
         self._next_trim = time.monotonic() + TRIM_SECONDS
+        self._next_checkpoint_scan = 0.0
+        self._next_checkpoint_scan = 0.0
         self._health_mark: tuple[float, int] = (time.monotonic(), 0)
         self._metric_marks: dict[str, int] = {}
         self._hour: deque[tuple[float, int, int, int]] = (
@@ -183,7 +186,11 @@ class BookFeed:
             await asyncio.to_thread(heap.trim)
         if self.token_source is not None and not self.token_source.current():
             return  # our leases may have gone to another worker: write nothing until renewed
-        if self.archive is not None:
+        if self.archive is not None and time.monotonic() >= self._next_checkpoint_scan:
+            # checkpoints are minutes apart: a look every few seconds (a look at 46,000
+            # books on every flush tick cost about a tenth of a core)
+            every = min(CHECKPOINT_SCAN_SECONDS, self.settings.archive_checkpoint_seconds / 2)
+            self._next_checkpoint_scan = time.monotonic() + every
             self.archive.checkpoint(self.registry.books.values(), self.clock())
         await self.writer.flush()
         self._export_metrics()
