@@ -63,9 +63,11 @@ class BookWriter:
     monotonic: Callable[[], float] = time.monotonic
     last_written: dict[str, float] = field(default_factory=dict)
     removed: set[str] = field(default_factory=set)
-    neg_risk_written: dict[str, bool] = field(default_factory=dict)  # condition id -> stored value
-    neg_risk_refresh: float = 300.0  # seconds; then write every market's again (one not stored yet
-    _neg_risk_since: float = -math.inf  # when the cache was last emptied (is skipped by the UPDATE)
+    neg_risk_written: dict[str, bool] = field(default_factory=dict)  # condition id -> value stored
+    # seconds after which every market's neg_risk is written again (the UPDATE skips a market
+    # Gamma has not stored yet, so a first write may have done nothing)
+    neg_risk_refresh: float = 300.0
+    _neg_risk_since: float = -math.inf  # when neg_risk_written was last emptied
     flushes: int = 0
     failures: int = 0
     _last_health: datetime | None = None
