@@ -369,10 +369,14 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
             report = await _http("GET", info["control"] + "/report")
             # drain: every delivered frame applied, every deferred check done, then one more flush
             t2 = time.perf_counter()
+            seen, still = -1, time.perf_counter()
             while keeper.stats.by_type["price_change"] - base_msgs < report["frames"]:
                 await asyncio.sleep(0.2)
-                if time.perf_counter() - t2 > 300:
-                    break
+                now_applied = keeper.stats.by_type["price_change"]
+                if now_applied != seen:
+                    seen, still = now_applied, time.perf_counter()
+                elif time.perf_counter() - still > 10:
+                    break  # nothing applied for 10 s: frames sent to a closing socket are gone
             drain = time.perf_counter() - t2
             settle = settings.book_verify_seconds + 2 * settings.book_write_seconds
             await asyncio.sleep(max(settle, settings.archive_flush_seconds + 2))

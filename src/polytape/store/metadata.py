@@ -192,7 +192,7 @@ _SET_NEG_RISK = (
 )
 _SET_NEG_RISK_PG = (
     "UPDATE markets SET neg_risk = v.nr, neg_risk_source = 'clob' "
-    "FROM (SELECT %s::text AS cid, %s::boolean AS nr) AS v WHERE markets.condition_id = v.cid"
+    "FROM unnest(%s::text[], %s::bool[]) AS v(cid, nr) WHERE markets.condition_id = v.cid"
 )
 
 
