@@ -359,7 +359,9 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
                 phases.append((args.burst_rate, int(args.burst_rate * args.burst_seconds)))
             c0, w0 = time.process_time(), time.perf_counter()
             phase_out = []
+            rss_marks = []  # index of the first RSS sample of each phase
             for rate, count in phases:
+                rss_marks.append(len(rss))
                 pc0, pw0 = time.process_time(), time.perf_counter()
                 await _http("POST", info["control"] + "/start", {"rate": rate, "count": count})
                 await asyncio.sleep(count / rate)
@@ -443,6 +445,10 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
         ),
         "levels_written_per_round_max": max((n for _, n in written), default=0),
         "rss_peak_startup_mb": round(rss_startup, 1),
+        "rss_peak_by_phase_mb (until the next phase; the last includes the drain)": [
+            round(max(rss_timed[lo:hi], default=0.0), 1)
+            for lo, hi in zip(rss_marks, [*rss_marks[1:], len(rss_timed)], strict=True)
+        ],
         "rss_peak_mb": round(max(rss_timed), 1) if rss_timed else None,
         "rss_at_end_mb": round(rss_timed[-1], 1) if rss_timed else None,
         "feed_cpu_cores_whole_run": round(cpu, 2),

@@ -254,7 +254,7 @@ class BookArchive:
                 await asyncio.sleep(TICK_SECONDS)
                 # start early by the time recent writes took (and one tick), so the rows are
                 # on disk within archive_flush_seconds of being heard
-                if self.writer.flush_due(lead_s=TICK_SECONDS + 1.5 * max(self._write_seconds, default=0.0)):
+                if self.writer.flush_due(lead_s=TICK_SECONDS + 2.0 * max(self._write_seconds, default=0.0)):
                     await self.flush()
                 if loop.time() >= next_upkeep:
                     next_upkeep = loop.time() + UPKEEP_SECONDS
