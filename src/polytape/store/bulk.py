@@ -18,7 +18,7 @@ server at 13,000 upserts a second behind the feed: current books lagged 55 s (p5
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from polytape.store.core import Tx
@@ -35,6 +35,44 @@ def _param_limit(raw: Any) -> int:
         return _FALLBACK_LIMIT
 
 
+def sqlite_batches(tx: Tx, sql: str, rows: Sequence[Sequence[Any]]) -> Iterator[tuple[str, list[Any]]]:
+    """``sql`` with :data:`ROWS` filled in for each batch of ``rows`` (tuples of one width),
+    and that batch's values in one flat list.
+
+    Batches hold a power-of-two number of rows (up to 1,024, within the bound-parameter
+    limit): the driver caches each distinct statement it prepared (about 2 MB for 2,000 rows
+    of 14 columns), and a tail of any length made a new one per flush, growing the cache by
+    hundreds of MB.
+    """
+    if not rows:
+        return
+    width = len(rows[0])
+    cap = max(1, min(MAX_ROWS_PER_STATEMENT, _param_limit(tx.conn.connection.driver_connection) // width))
+    per = 1 << (cap.bit_length() - 1)
+    one = "(" + ", ".join(["?"] * width) + ")"
+    start, n = 0, len(rows)
+    while start < n:
+        size = per if n - start >= per else 1 << ((n - start).bit_length() - 1)
+        yield (
+            sql.replace(ROWS, ", ".join([one] * size)),
+            [v for row in rows[start : start + size] for v in row],
+        )
+        start += size
+
+
+def sqlite_rows(tx: Tx, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+    """Run a SQLite statement holding :data:`ROWS` over ``rows``; the rows it changed."""
+    cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        changed = 0
+        for statement, values in sqlite_batches(tx, sql, rows):
+            cursor.execute(statement, values)
+            changed += max(0, int(cursor.rowcount))
+        return changed
+    finally:
+        cursor.close()
+
+
 def run_rows(tx: Tx, *, sqlite_sql: str, pg_sql: str, rows: Sequence[Sequence[Any]]) -> int:
     """Run a statement over ``rows`` (tuples of one width); return the rows it changed.
 
@@ -45,28 +83,11 @@ def run_rows(tx: Tx, *, sqlite_sql: str, pg_sql: str, rows: Sequence[Sequence[An
     """
     if not rows:
         return 0
-    raw = tx.conn.connection.driver_connection
-    cursor = raw.cursor()  # type: ignore[union-attr]
+    if tx.dialect != "postgresql":
+        return sqlite_rows(tx, sqlite_sql, rows)
+    cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        if tx.dialect == "postgresql":
-            cursor.execute(pg_sql, [list(column) for column in zip(*rows, strict=True)])
-            return max(0, int(cursor.rowcount))
-        width = len(rows[0])
-        cap = max(1, min(MAX_ROWS_PER_STATEMENT, _param_limit(raw) // width))
-        per = 1 << (cap.bit_length() - 1)
-        one = "(" + ", ".join(["?"] * width) + ")"
-        changed, start, n = 0, 0, len(rows)
-        while start < n:
-            # power-of-two row counts only: the driver caches each distinct statement it
-            # prepared (about 2 MB for 2,000 rows of 14 columns), and a tail of any length
-            # made a new one per flush, growing the cache by hundreds of MB
-            size = per if n - start >= per else 1 << ((n - start).bit_length() - 1)
-            batch = rows[start : start + size]
-            cursor.execute(
-                sqlite_sql.replace(ROWS, ", ".join([one] * size)), [v for row in batch for v in row]
-            )
-            changed += max(0, int(cursor.rowcount))
-            start += size
-        return changed
+        cursor.execute(pg_sql, [list(column) for column in zip(*rows, strict=True)])
+        return max(0, int(cursor.rowcount))
     finally:
         cursor.close()

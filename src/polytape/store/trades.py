@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from polytape.normalize.trades import TradesPage
+from polytape.store.bulk import ROWS, sqlite_batches, sqlite_rows
 from polytape.store.core import Store, Tx
 from polytape.store.runs import rejected_row
 from polytape.store.schema import UTCDateTime, trades
@@ -38,10 +39,10 @@ def insert_trades(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
 
     Per batch of ``tx.batch_size``: one indexed look-up by ``(trade_ts, dedupe_key)`` drops
     the trades already stored (the rolling window re-reads mostly known trades), then the
-    rest go in with one bulk statement that still ignores conflicts (another writer may have
-    raced us): SQLite ``INSERT OR IGNORE`` via one executemany, PostgreSQL a binary ``COPY``
-    into a session temp table and ``INSERT … SELECT … ON CONFLICT DO NOTHING``. The count is
-    the rows the database actually inserted.
+    rest go in with bulk statements that still ignore conflicts (another writer may have
+    raced us): SQLite ``INSERT OR IGNORE`` in a few multi-row statements, PostgreSQL a
+    binary ``COPY`` into a session temp table and ``INSERT … SELECT … ON CONFLICT DO
+    NOTHING``. The count is the rows the database actually inserted.
     """
     unique = list({row["dedupe_key"]: row for row in rows}.values())
     inserted = 0
@@ -58,9 +59,7 @@ _COLUMNS = [c.name for c in trades.columns if c.name != "id"]
 _ROW_VALUES = operator.itemgetter(*_COLUMNS)
 _TIME_COLUMNS = [i for i, name in enumerate(_COLUMNS) if isinstance(trades.c[name].type, UTCDateTime)]
 _PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
-_SQLITE_INSERT = (
-    f"INSERT OR IGNORE INTO trades ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-)
+_SQLITE_INSERT = f"INSERT OR IGNORE INTO trades ({', '.join(_COLUMNS)}) VALUES {ROWS}"
 
 
 def _values(row: Mapping[str, Any]) -> list[Any]:
@@ -72,7 +71,8 @@ def _values(row: Mapping[str, Any]) -> list[Any]:
 
 
 def _sqlite_insert(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
-    """SQLite bulk path: the look-up, then one executemany of INSERT OR IGNORE on lists.
+    """SQLite bulk path: the look-up, then INSERT OR IGNORE of the new rows, a few multi-row
+    statements (store/bulk.py: an executemany steps, and hands the GIL over, once per row).
 
     Times become the text every other write stores (:func:`_sqlite_time_text`; the
     look-up compares that text), once per distinct value; the other columns are
@@ -92,25 +92,21 @@ def _sqlite_insert(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
     cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         known: set[str] = set()
-        for start in range(0, len(rows), _LOOKUP_ROWS):  # SQLite allows 32,766 parameters
-            part = rows[start : start + _LOOKUP_ROWS]
-            pairs = [v for row in part for v in (bind(row["trade_ts"]), row["dedupe_key"])]
-            cursor.execute(_sqlite_lookup(len(part)), pairs)
+        pairs = [(bind(row["trade_ts"]), row["dedupe_key"]) for row in rows]
+        for statement, values in sqlite_batches(tx, _SQLITE_LOOKUP, pairs):
+            cursor.execute(statement, values)
             known.update(str(k) for (k,) in cursor.fetchall())
-        params = []
-        for row in rows:
-            if known and row["dedupe_key"] in known:
-                continue
-            values = _values(row)
-            for i in _TIME_COLUMNS:
-                values[i] = bind(values[i])
-            params.append(values)
-        if not params:
-            return 0
-        cursor.executemany(_SQLITE_INSERT, params)
-        return max(0, int(cursor.rowcount))
     finally:
         cursor.close()
+    params = []
+    for row in rows:
+        if known and row["dedupe_key"] in known:
+            continue
+        values = _values(row)
+        for i in _TIME_COLUMNS:
+            values[i] = bind(values[i])
+        params.append(values)
+    return sqlite_rows(tx, _SQLITE_INSERT, params)
 
 
 @functools.lru_cache(maxsize=4)
@@ -135,21 +131,12 @@ def _sqlite_time_text(dialect: sa.Dialect) -> Callable[[datetime], Any]:
     return fast if all(fast(t) == proc(t) for t in samples) else proc
 
 
-_LOOKUP_ROWS = 5000
-
-
-@functools.lru_cache(maxsize=16)
-def _sqlite_lookup(n: int) -> str:
-    """Which of ``n`` (trade_ts, dedupe_key) pairs are stored: one probe of the unique index each.
-
-    (``(a, b) IN (VALUES …)`` directly would scan the index; through a subquery SQLite
-    searches it.)
-    """
-    values = ", ".join(["(?, ?)"] * n)
-    return (
-        "SELECT dedupe_key FROM trades WHERE (trade_ts, dedupe_key) IN "
-        f"(SELECT column1, column2 FROM (VALUES {values}))"
-    )
+# Which (trade_ts, dedupe_key) pairs are stored: one probe of the unique index each
+# (``(a, b) IN (VALUES …)`` directly would scan the index; through a subquery SQLite searches it).
+_SQLITE_LOOKUP = (
+    "SELECT dedupe_key FROM trades WHERE (trade_ts, dedupe_key) IN "
+    f"(SELECT column1, column2 FROM (VALUES {ROWS}))"
+)
 
 
 _STORED_PG = (  # binary parameters: psycopg quotes text arrays element by element with regexes
