@@ -126,7 +126,6 @@ class BookFeed:
         self._channel_seq = 0
         self._next_trim = time.monotonic() + TRIM_SECONDS
         self._next_checkpoint_scan = 0.0
-        self._next_checkpoint_scan = 0.0
         self._health_mark: tuple[float, int] = (time.monotonic(), 0)
         self._metric_marks: dict[str, int] = {}
         self._hour: deque[tuple[float, int, int, int]] = (
