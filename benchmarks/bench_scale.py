@@ -312,13 +312,20 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
             archive = ctx.runtime.archive
             assert archive is not None
             archived: list[tuple[int, float]] = []  # (batch taken at µs, written at s)
+            # per phase: receipt -> archive flush of every recorded message, in 10 ms buckets
+            receipt_hist: list[dict[int, int]] = [{}]
             real_write = archive.writer.write
 
             def timed_write(batch: Any) -> int:
                 try:
                     return real_write(batch)
                 finally:
-                    archived.append((batch.taken_at, time.time()))
+                    done = time.time()
+                    archived.append((batch.taken_at, done))
+                    hist, done_us = receipt_hist[-1], int(done * 1e6)
+                    for local in batch.l2.local:
+                        k = (done_us - local) // 10_000
+                        hist[k] = hist.get(k, 0) + 1
 
             archive.writer.write = timed_write  # type: ignore[method-assign]
             archive.start()
@@ -350,6 +357,7 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
             durations.clear()
             written.clear()
             archived.clear()
+            receipt_hist[-1].clear()
             rss_startup = max(rss, default=0.0)
             rss.clear()
             base_msgs, base_checks = keeper.stats.by_type["price_change"], keeper.stats.hash_checks
@@ -360,7 +368,9 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
             c0, w0 = time.process_time(), time.perf_counter()
             phase_out = []
             rss_marks = []  # index of the first RSS sample of each phase
-            for rate, count in phases:
+            for i, (rate, count) in enumerate(phases):
+                if i:
+                    receipt_hist.append({})
                 rss_marks.append(len(rss))
                 pc0, pw0 = time.process_time(), time.perf_counter()
                 await _http("POST", info["control"] + "/start", {"rate": rate, "count": count})
@@ -411,8 +421,12 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
         bounds.append((f"{rate:,.0f} msgs/s", start, start + count))
         start += count
     per_phase = {
-        name: {"send->commit": _summary(lags[lo:hi]), "send->archive flush": _summary(alags[lo:hi])}
-        for name, lo, hi in bounds
+        name: {
+            "send->commit": _summary(lags[lo:hi]),
+            "send->archive flush": _summary(alags[lo:hi]),
+            "receipt->archive flush": _hist_summary(hist),
+        }
+        for (name, lo, hi), hist in zip(bounds, receipt_hist, strict=True)
     }
     return {
         "tokens": args.tokens,
@@ -481,6 +495,23 @@ def _archive_lags(report: dict[str, Any], archived: list[tuple[int, float]]) -> 
     for sent_at in report["send_times"]:
         i = bisect.bisect_left(taken, sent_at)
         out.append(archived[i][1] - sent_at if i < len(taken) else None)
+    return out
+
+
+def _hist_summary(hist: dict[int, int]) -> dict[str, Any]:
+    """p50, p99 and max of a histogram of 10 ms buckets (each figure is its bucket's top)."""
+    total = sum(hist.values())
+    if not total:
+        return {"p50": None, "p99": None, "max": None, "messages": 0}
+    out: dict[str, Any] = {}
+    seen, keys = 0, sorted(hist)
+    marks = [("p50", total * 0.5), ("p99", total * 0.99)]
+    for k in keys:
+        seen += hist[k]
+        while marks and seen >= marks[0][1]:
+            out[marks.pop(0)[0]] = round((k + 1) / 100, 2)
+    out["max"] = round((keys[-1] + 1) / 100, 2)
+    out["messages"] = total
     return out
 
 

@@ -161,3 +161,50 @@ def test_sqlite_batches_use_a_bounded_set_of_statement_shapes(sqlite_url: str) -
         assert 3 <= len(inserts) <= 11, sorted(inserts)  # 1, 2, 4, ..., 1024 rows
     finally:
         store.close()
+
+
+def test_levels_without_rowid_migration_keeps_every_level(db_url: str) -> None:
+    """0007 rebuilds ``orderbook_levels`` on SQLite as a ``WITHOUT ROWID`` table (PostgreSQL
+    is unchanged): every stored level survives, writes and deletes still work, and the
+    downgrade brings the rowid table back with the same rows."""
+    from alembic import command
+
+    from polytape.store import engine as engine_mod
+
+    def table_sql(store: Store) -> str:
+        with store.engine.connect() as conn:
+            return str(
+                conn.exec_driver_sql(
+                    "SELECT sql FROM sqlite_master WHERE name = 'orderbook_levels'"
+                ).scalar_one()
+            )
+
+    rng = random.Random(3)
+    books = [_book(str(i), rng, 25) for i in range(40)]
+    store = Store.open(db_url, migrate=False)
+    try:
+        engine_mod.upgrade(store.engine, "0006")
+        sqlite = store.engine.dialect.name == "sqlite"
+        if sqlite:
+            assert "WITHOUT ROWID" not in table_sql(store).upper()
+        _flush(store, *books)
+        before = {b.token_id: _stored_levels(store, b.token_id) for b in books}
+        store.migrate()
+        if sqlite:
+            assert "WITHOUT ROWID" in table_sql(store).upper()
+        assert {b.token_id: _stored_levels(store, b.token_id) for b in books} == before
+        for k in range(0, 25, 2):  # deletes and changes after the rebuild
+            books[0].apply_change("BUY", f"{(1 + k) / 10000:.4f}", "0")
+            books[0].apply_change("SELL", f"{(9999 - k) / 10000:.4f}", "7.5")
+        _flush(store, books[0])
+        assert _stored_levels(store, books[0].token_id) == _expected(books[0])
+        with store.engine.begin() as conn:
+            cfg = engine_mod.alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0006")
+        if sqlite:
+            assert "WITHOUT ROWID" not in table_sql(store).upper()
+        assert _stored_levels(store, books[0].token_id) == _expected(books[0])
+        assert _stored_levels(store, books[1].token_id) == before[books[1].token_id]
+    finally:
+        store.close()

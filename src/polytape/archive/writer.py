@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import structlog
@@ -556,8 +557,10 @@ class ArchiveWriter:
     def _write_state(self, state: dict[str, Any]) -> None:
         self._state_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._state_path.with_name(f".{self._state_path.name}.tmp")
-        with open(tmp, "w") as fh:
-            json.dump(state, fh, separators=(",", ":"))
+        with open(tmp, "wb") as fh:
+            # msgspec: ~10x faster than json.dump's chunked encoding on the whole venue's
+            # 46,000-token map (written on every flush); plain JSON either way
+            fh.write(msgspec.json.encode(state))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self._state_path)

@@ -35,11 +35,11 @@ _UPSERT_LEVEL_PG = (
     + "SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[], %s::float8[], %s::timestamptz[])"
     + _LEVEL_CONFLICT
 )
-# joined on the primary key (a row-value ``IN (VALUES …)`` made SQLite scan the whole table:
-# 0.64 s for 2,600 deletes among 1.8 M levels, against 0.025 s)
+# through a subquery SQLite searches the primary key (a row-value ``IN (VALUES …)`` made it
+# scan the whole table: 2.9 s for 3,000 deletes among 1.84 M levels, against 0.05 s)
 _DELETE_LEVEL = (
-    "DELETE FROM orderbook_levels WHERE rowid IN (SELECT l.rowid FROM (VALUES " + ROWS + ") AS v "
-    "JOIN orderbook_levels AS l ON l.token_id = v.column1 AND l.side = v.column2 AND l.price = v.column3)"
+    "DELETE FROM orderbook_levels WHERE (token_id, side, price) IN "
+    "(SELECT column1, column2, column3 FROM (VALUES " + ROWS + "))"
 )
 _DELETE_LEVEL_PG = (
     "DELETE FROM orderbook_levels AS l USING unnest(%s::text[], %s::text[], %s::float8[]) AS v(t, s, p) "
