@@ -259,6 +259,7 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
         database_url=args.database_url or f"sqlite:///{workdir / 'scale.db'}", clob_url=info["clob_url"],
         clob_ws_url=info["ws_url"], gamma_url=info["clob_url"], data_api_url=info["clob_url"],
         log_level="WARNING", archive_dir=workdir / "archive",
+        **({"book_write_seconds": args.book_write_seconds} if args.book_write_seconds else {}),
     )  # fmt: skip
     store = Store.open(settings.database_url)
     pairs = token_pairs(args.tokens)
@@ -446,6 +447,7 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
         "resyncs": resyncs,
         "lags_by_phase": per_phase,
         "archive_flush_seconds": settings.archive_flush_seconds,
+        "book_write_seconds": settings.book_write_seconds,
         "flushes": n_flushes[0],
         "flush_seconds_mean_max": (
             round(sum(durations) / max(1, len(durations)), 3),
@@ -585,6 +587,12 @@ def main() -> None:
     ap_feed.add_argument("--burst-rate", type=float, default=0.0)
     ap_feed.add_argument("--burst-seconds", type=float, default=30.0)
     ap_feed.add_argument("--database-url", default="", help="default: a fresh SQLite file")
+    ap_feed.add_argument(
+        "--book-write-seconds",
+        type=float,
+        default=0.0,
+        help="POLYTAPE_BOOK_WRITE_SECONDS (default: its default)",
+    )
     args = ap.parse_args()
     if args.section == "apply":
         bench_apply(args)

@@ -77,6 +77,14 @@ async def test_replay_equals_the_simulators_history_except_inside_gaps(
                         lambda: sum(c.reconnects for c in feed.channels.values()) >= 1, 10, "a reconnect"
                     )
                     await asyncio.sleep(1.0)
+                    # a connection gone silent: the watchdog replaces it (a ``stale`` gap)
+                    frozen = sim.hub.connection_of(tokens[-1]) if sim.hub is not None else None
+                    assert frozen is not None
+                    sim.inject(host="ws", kind="freeze", connection=frozen.id)
+                    await wait_until(
+                        lambda: feed.keeper.stats.resyncs["stale"] >= 1, 10, "a silent socket replaced"
+                    )
+                    await asyncio.sleep(1.0)
                 # A delta lost in transit, found by the next one's hash.
                 target = tokens[0]
                 sim.inject(host="ws", kind="skip_delta", count=1)
@@ -105,7 +113,8 @@ async def test_replay_equals_the_simulators_history_except_inside_gaps(
     archive = polytape.archive.open(root)
     gaps = archive.gaps().to_pylist()
     reasons = {g["reason"] for g in gaps}
-    assert {"hash_mismatch", "stopped"} <= reasons, gaps
+    # not_subscribed: each token from joining the feed to its first snapshot
+    assert {"hash_mismatch", "stopped", "stale", "disconnect", "not_subscribed"} <= reasons, gaps
     for token_id, ts in dropped:
         if token_id in tokens:
             assert any(

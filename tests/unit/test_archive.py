@@ -574,3 +574,43 @@ def test_flush_is_due_early_by_the_write_time_so_rows_land_within_the_interval(t
     assert w.flush_due(T0 + 9_000_000, lead_s=1.5)  # a write takes ~1.5 s: start it now
     assert not w.flush_due(T0 + 4_000_000, lead_s=8.0)  # the lead never exceeds half the interval
     assert w.flush_due(T0 + 5_000_000, lead_s=8.0)
+
+
+def test_checkpoints_are_capped_per_look_and_the_rest_wait(tmp_path: Path) -> None:
+    """Books that came in together fall due together; a look checkpoints at most ``limit``
+    of them and the next look takes the others."""
+    from datetime import UTC, datetime, timedelta
+
+    from polytape.archive.service import BookArchive
+    from polytape.books import OrderBook
+    from polytape.normalize.books import BookMsg, Level
+
+    archive = BookArchive(tmp_path, checkpoint_seconds=60)
+    start = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    books = []
+    for i in range(10):
+        book = OrderBook(f"T{i}", "C")
+        book.apply_snapshot(
+            BookMsg("C", f"T{i}", "1790658661000", [Level("0.4", "1")], [Level("0.6", "1")]), start
+        )
+        archive.record_book(book, start)
+        book.apply_change("BUY", "0.41", "2")  # changed since: a checkpoint will be due
+        archive.writer.changed.add(book.token_id)
+        books.append(book)
+    later = start + timedelta(seconds=61)
+    assert archive.checkpoint(books, later, limit=4) == 4
+    assert archive.checkpoint(books, later, limit=4) == 4
+    assert archive.checkpoint(books, later, limit=4) == 2
+    assert archive.checkpoint(books, later, limit=4) == 0
+    archive.writer.flush()
+    snaps = polytape.archive.open(tmp_path).incremental_book_L2().to_pylist()
+    assert (
+        len(
+            {
+                r["token_id"]
+                for r in snaps
+                if r["is_snapshot"] and r["local_timestamp"] > start.timestamp() * 1e6
+            }
+        )
+        == 10
+    )

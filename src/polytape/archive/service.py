@@ -149,7 +149,12 @@ class BookArchive:
         """Tokens this worker took over (``runtime.on_handover``): each is a gap from the
         earlier owner's last recording (``since``) to this worker's first snapshot of it."""
         for h in handovers:
-            self.writer.open_gap(h.token_id, "handover", datetime_us(h.since))
+            since = datetime_us(h.since)
+            opened = self.writer.open_gaps.get(h.token_id)
+            if opened is not None and opened.reason == "not_subscribed":  # the feed was first
+                del self.writer.open_gaps[h.token_id]
+                since = min(since, opened.start)
+            self.writer.open_gap(h.token_id, "handover", since)
 
     def verified_at(self, token_id: str, ts_ms: int, hash: str = "") -> None:
         """A (deferred) hash check passed for the token's state at server time ``ts_ms``.
@@ -218,11 +223,16 @@ class BookArchive:
             source="ws",
         )
 
-    def checkpoint(self, books: Iterable[OrderBook], received_at: datetime | None = None) -> int:
-        """Snapshot every book whose newest archived snapshot is older than the checkpoint interval."""
+    def checkpoint(
+        self, books: Iterable[OrderBook], received_at: datetime | None = None, limit: int | None = None
+    ) -> int:
+        """Snapshot the books whose newest archived snapshot is older than the checkpoint
+        interval (at most ``limit`` of them: the rest stay due for the next call)."""
         local = now_us() if received_at is None else datetime_us(received_at)
         n = 0
         for book in books:
+            if limit is not None and n >= limit:
+                break
             if book.has_snapshot and self.writer.checkpoint_due(book.token_id, local):
                 self.record_book(book, received_at or datetime.now().astimezone(), "checkpoint", heal=False)
                 n += 1

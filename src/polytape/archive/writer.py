@@ -9,7 +9,9 @@ blocks on disk.
 
 The gap ledger: every interval in which a token's archived history may differ from the
 venue is a ``gaps`` row ``(token_id, start, end, reason, healed_by)``. A gap is *opened*
-(:meth:`open_gap`, e.g. on a hash mismatch, a reconnect, a tick-size change) at the
+(:meth:`open_gap`, e.g. on a hash mismatch, a reconnect (``disconnect``), a silent
+connection replaced (``stale``), a tick-size change, a token joining the feed
+(``not_subscribed``, from then until its first snapshot)) at the
 token's last known-good time: the newer of its last verified message and its last
 snapshot. It is *closed* by the next snapshot that is a heal (a WS ``book`` or REST
 snapshot; checkpoints are not heals), which becomes ``healed_by``. :meth:`record_gap`

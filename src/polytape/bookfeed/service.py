@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -53,6 +54,7 @@ HEAL_TICK = 0.25  # seconds between looks for books due a REST snapshot
 FLUSHES_PER_INTERVAL = 4  # flush ticks per persist interval (each book at most once per interval)
 TRIM_SECONDS = 20.0  # how often freed heap memory is handed back (polytape.heap)
 CHECKPOINT_SCAN_SECONDS = 5.0  # how often books are looked at for archive checkpoints
+CHECKPOINT_MIN_BOOKS = 200  # a look may always checkpoint this many books
 
 
 def _utcnow() -> datetime:
@@ -188,9 +190,14 @@ class BookFeed:
         if self.archive is not None and time.monotonic() >= self._next_checkpoint_scan:
             # checkpoints are minutes apart: a look every few seconds (a look at 46,000
             # books on every flush tick cost about a tenth of a core)
-            every = min(CHECKPOINT_SCAN_SECONDS, self.settings.archive_checkpoint_seconds / 2)
+            interval = self.settings.archive_checkpoint_seconds
+            every = min(CHECKPOINT_SCAN_SECONDS, interval / 2)
             self._next_checkpoint_scan = time.monotonic() + every
-            self.archive.checkpoint(self.registry.books.values(), self.clock())
+            # at most twice the steady share per look: the books that came in together
+            # (at start-up) would otherwise all fall due in one look, 1.8 M level rows at
+            # once for the whole venue; spread, they settle into a steady stream
+            limit = max(CHECKPOINT_MIN_BOOKS, math.ceil(2 * len(self.registry.books) * every / interval))
+            self.archive.checkpoint(self.registry.books.values(), self.clock(), limit=limit)
         await self.writer.flush()
         self._export_metrics()
 
@@ -212,8 +219,9 @@ class BookFeed:
         if not is_reconnect:
             return
         metrics.WS_RECONNECTS.inc()
+        reason = "stale" if channel.dropped_silent else "reconnect"  # silent and replaced, or dropped
         for token_id in channel.assets:
-            self.keeper.request_resync(token_id, "reconnect")
+            self.keeper.request_resync(token_id, reason)
 
     def _notify(self, changed: set[str]) -> None:
         callback = self.runtime.on_book_change
@@ -277,8 +285,11 @@ class BookFeed:
         return added, removed
 
     async def _add(self, tokens: dict[str, str]) -> None:
+        archive = self.keeper.archive
         for token_id in tokens:
             self.registry.track(token_id, tokens[token_id])
+            if archive is not None:  # until its first snapshot (a gap already open stays)
+                archive.open_gap(token_id, "not_subscribed")
         shards = {name: ch.assets for name, ch in self.channels.items()}
         plan = plan_add(shards, tokens, self.settings.ws_assets_per_connection)
         for name, ids in plan.fill.items():

@@ -12,6 +12,7 @@ transaction.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -32,6 +33,9 @@ from polytape.store.runs import rejected_row
 log = structlog.get_logger("polytape.bookfeed.writer")
 
 HEALTH_KEY = "ws_feed"
+SLICE_SECONDS = 0.02  # building a round yields to the event loop after this long (a round of
+# the whole venue takes tens of thousands of books: about a second of work in one piece
+# delayed every socket read and the archive's flush by as much)
 REJECT_SOURCE = "clob.ws"
 FlushHook = Callable[[datetime, dict[str, int]], None]  # (committed_at, token -> book ts ms)
 
@@ -82,11 +86,22 @@ class BookWriter:
         ready = mono - self.min_interval
         last_written = self.last_written
         keeper = self.keeper
-        books = list(keeper.registry.books.values())
+        tracked = keeper.registry.books
+        books = list(tracked.values())
         start = self._cursor % len(books) if books else 0  # a capped round resumes here
         self._cursor = 0
+        slice_end = time.perf_counter() + SLICE_SECONDS
         for i, book in enumerate(books[start:] + books[:start]):
+            if i & 255 == 255 and time.perf_counter() >= slice_end:
+                try:
+                    await asyncio.sleep(0)
+                except asyncio.CancelledError:
+                    self._unwind(batch)
+                    raise
+                slice_end = time.perf_counter() + SLICE_SECONDS
             if book.pending_write and (force_health or last_written.get(book.token_id, -math.inf) <= ready):
+                if tracked.get(book.token_id) is not book:
+                    continue  # left the universe (or was replaced) while this round yielded
                 if book.check_pending:
                     keeper.settle(book)  # its hash status is stored with it: check it first
                 batch.add(book, now)
@@ -105,6 +120,8 @@ class BookWriter:
         rejected, self.keeper.rejected = self.keeper.rejected, []
         rows = [rejected_row(REJECT_SOURCE, r.reason, r.raw, at) for r, at in rejected]
         removed, self.removed = sorted(self.removed), set()
+        if removed:  # a token that left while the round yielded is deleted, not written
+            batch.drop(set(removed))
         due = self._last_health is None or (now - self._last_health).total_seconds() >= self.health_interval
         health = self.health(now) if (due or force_health) else None
         result = FlushResult(len(batch.rows), 0, len(rows), len(removed), health is not None)
@@ -124,10 +141,7 @@ class BookWriter:
         except StoreError as exc:
             self.failures += 1
             log.error("book flush failed; will rewrite those books", error=str(exc)[:300])
-            for row in batch.rows:
-                stale = self.keeper.registry.books.get(row["token_id"])
-                if stale is not None:
-                    stale.force_full_write()
+            self._unwind(batch)
             self.removed.update(removed)
             return FlushResult()
         self.flushes += 1
@@ -141,3 +155,10 @@ class BookWriter:
         if self.on_flush is not None and stamps:
             self.on_flush(self.clock(), stamps)
         return result
+
+    def _unwind(self, batch: BookWrite) -> None:
+        """The batch was not written: its books are written whole next time."""
+        for row in batch.rows:
+            book = self.keeper.registry.books.get(row["token_id"])
+            if book is not None:
+                book.force_full_write()

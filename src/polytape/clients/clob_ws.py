@@ -72,6 +72,7 @@ class MarketChannel:
         self.connected = False
         self.connections = 0
         self.reconnects = 0
+        self.dropped_silent = False  # the previous socket was given up as silent (not closed)
         self.failures = 0  # sessions in a row that delivered no payload
         self.frames = 0
         self.last_payload_at = 0.0  # monotonic
@@ -124,10 +125,13 @@ class MarketChannel:
                     await self.before_connect()
                 got_data = await self._session()
                 reason = "closed by server"
+                self.dropped_silent = False
             except SilenceTimeout as exc:
                 reason = str(exc)
+                self.dropped_silent = True
             except (websockets.WebSocketException, OSError, TimeoutError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
+                self.dropped_silent = False
             finally:
                 self.connected = False
                 self._subscribed = False

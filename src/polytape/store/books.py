@@ -161,6 +161,12 @@ class BookWrite:
             self.neg_risk[book.condition_id] = book.neg_risk
         book.meta_dirty = False
 
+    def drop(self, token_ids: set[str]) -> None:
+        """Leave these tokens out (they left the universe before the write)."""
+        self.rows = [r for r in self.rows if r["token_id"] not in token_ids]
+        self.diffs = [d for d in self.diffs if d.token_id not in token_ids]
+        self.levels = sum(len(d.upserts) + len(d.deletes) for d in self.diffs)
+
     def __bool__(self) -> bool:
         return bool(self.rows or self.diffs)
 
