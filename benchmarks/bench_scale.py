@@ -259,6 +259,9 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
         database_url=args.database_url or f"sqlite:///{workdir / 'scale.db'}", clob_url=info["clob_url"],
         clob_ws_url=info["ws_url"], gamma_url=info["clob_url"], data_api_url=info["clob_url"],
         log_level="WARNING", archive_dir=workdir / "archive",
+        # the simulator is silent until the timed run: a live venue never is, and the
+        # watchdog replacing quiet sockets at the start would cost frames in transit
+        ws_silence_timeout_seconds=600,
         **({"book_write_seconds": args.book_write_seconds} if args.book_write_seconds else {}),
     )  # fmt: skip
     store = Store.open(settings.database_url)
@@ -305,11 +308,24 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
                 try:
                     result = await real_flush(**kw)
                     written.append((result.books, result.levels))
+                    builds.append(feed.writer.build_seconds)
                     return result
                 finally:
                     durations.append(time.perf_counter() - t)
 
             feed.writer.flush = timed_flush  # type: ignore[method-assign]
+            db_seconds: list[float] = []  # the database transaction alone (in its thread)
+            builds: list[float] = []  # building each round's batch (on the event loop)
+            real_write_tx = store.write
+
+            def timed_write_tx(fn: Any) -> Any:
+                t = time.perf_counter()
+                try:
+                    return real_write_tx(fn)
+                finally:
+                    db_seconds.append(time.perf_counter() - t)
+
+            store.write = timed_write_tx  # type: ignore[method-assign]
             archive = ctx.runtime.archive
             assert archive is not None
             archived: list[tuple[int, float]] = []  # (batch taken at µs, written at s)
@@ -356,6 +372,8 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
             commits.clear()
             n_flushes[0] = 0
             durations.clear()
+            db_seconds.clear()
+            builds.clear()
             written.clear()
             archived.clear()
             receipt_hist[-1].clear()
@@ -452,6 +470,14 @@ async def feed_run(args: argparse.Namespace) -> dict[str, Any]:
         "flush_seconds_mean_max": (
             round(sum(durations) / max(1, len(durations)), 3),
             round(max(durations, default=0), 3),
+        ),
+        "db_transaction_seconds_mean_max": (
+            round(sum(db_seconds) / max(1, len(db_seconds)), 3),
+            round(max(db_seconds, default=0), 3),
+        ),
+        "batch_build_seconds_mean_max": (
+            round(sum(builds) / max(1, len(builds)), 3),
+            round(max(builds, default=0), 3),
         ),
         "flush_rounds": len(durations),
         "flush_rounds_writing_books": sum(1 for b, _ in written if b),

@@ -33,7 +33,7 @@ from polytape.store.runs import rejected_row
 log = structlog.get_logger("polytape.bookfeed.writer")
 
 HEALTH_KEY = "ws_feed"
-SLICE_SECONDS = 0.02  # building a round yields to the event loop after this long (a round of
+SLICE_SECONDS = 0.1  # building a round yields to the event loop after this long (a round of
 # the whole venue takes tens of thousands of books: about a second of work in one piece
 # delayed every socket read and the archive's flush by as much)
 REJECT_SOURCE = "clob.ws"
@@ -74,12 +74,14 @@ class BookWriter:
     _neg_risk_since: float = -math.inf  # when neg_risk_written was last emptied
     flushes: int = 0
     failures: int = 0
+    build_seconds: float = 0.0  # the last round's batch building (wall clock, yields included)
     _last_health: datetime | None = None
     _cursor: int = 0
 
     async def flush(self, *, force_health: bool = False) -> FlushResult:
         """Write everything pending in one transaction (a failed write is retried next time)."""
         now = self.clock()
+        began = time.perf_counter()
         batch = BookWrite()
         stamps: dict[str, int] = {}
         mono = self.monotonic()
@@ -125,6 +127,7 @@ class BookWriter:
         due = self._last_health is None or (now - self._last_health).total_seconds() >= self.health_interval
         health = self.health(now) if (due or force_health) else None
         result = FlushResult(len(batch.rows), 0, len(rows), len(removed), health is not None)
+        self.build_seconds = time.perf_counter() - began
         if not (batch or rows or removed or health):
             return result
 
