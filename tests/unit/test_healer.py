@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from polytape.bookfeed.healer import QUIET_SCAN_SECONDS, Healer
+from polytape.bookfeed.healer import Healer
 from polytape.bookfeed.keeper import BookKeeper
 from polytape.books import BookRegistry, OrderBook
 from polytape.normalize.books import BookMsg, Level
@@ -123,16 +123,3 @@ def test_a_passed_hash_check_confirms_the_book_a_mismatch_does_not() -> None:
     assert _due(healer) == set()
     clock.now += timedelta(seconds=PERIOD)
     assert YES in _due(healer)
-
-
-def test_a_look_that_found_nothing_periodic_rests_a_second_requests_do_not() -> None:
-    clock, keeper, healer, truth = _setup()
-    for token in (YES, NO):
-        keeper.handle_frame(_book_frame(truth[token]), clock())
-    assert _due(healer) == set()
-    keeper.registry.books[NO].min_order_size = None  # now due, but the look rests
-    assert _due(healer) == set()
-    keeper.wanted[YES] = "hash_mismatch"  # a request is never held back
-    assert healer.due() == [(YES, "hash_mismatch")]
-    clock.now += timedelta(seconds=QUIET_SCAN_SECONDS)
-    assert _due(healer) == {NO}

@@ -29,9 +29,6 @@ from polytape.clients.clob import ClobClient
 log = structlog.get_logger("polytape.bookfeed.healer")
 
 MAX_BATCHES_PER_TICK = 2
-QUIET_SCAN_SECONDS = 1.0  # after a look found no book due a periodic snapshot, the next look
-# waits this long (a look walks every tracked token: 46,000 of them four times a second
-# cost the whole venue's feed about 4 % of a core)
 
 
 def resync_gap(resync_seconds: float) -> float:
@@ -64,7 +61,6 @@ class Healer:
         self.last_snapshot: dict[str, float] = {}
         self.performed: Counter[str] = Counter()
         self.errors = 0
-        self._quiet_until = -math.inf  # no periodic look before this (monotonic)
 
     def due(self) -> list[tuple[str, str]]:
         """``(token, reason)`` pairs to fetch now, requested ones first, capped per tick."""
@@ -75,9 +71,6 @@ class Healer:
             waited = now - self.last_forced.get(token_id, -math.inf)
             if token_id not in keeper.in_flight and waited >= self.min_gap:
                 out.append((token_id, reason))
-        if now < self._quiet_until:
-            return out[: self.batch_size * MAX_BATCHES_PER_TICK]
-        requested = len(out)
         chosen = {t for t, _ in out}
         wall = self.clock().timestamp()
         confirmed, period, books = keeper.confirmed, self.resync_seconds, keeper.registry.books
@@ -94,8 +87,6 @@ class Healer:
             if knows_inputs and wall - confirmed.get(token_id, -math.inf) < period:
                 continue
             out.append((token_id, "periodic"))
-        if len(out) == requested:
-            self._quiet_until = now + QUIET_SCAN_SECONDS
         return out[: self.batch_size * MAX_BATCHES_PER_TICK]
 
     async def tick(self) -> set[str]:
