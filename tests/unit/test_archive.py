@@ -614,3 +614,20 @@ def test_checkpoints_are_capped_per_look_and_the_rest_wait(tmp_path: Path) -> No
         )
         == 10
     )
+
+
+def test_not_subscribed_gap_spans_joining_to_the_first_newer_snapshot(tmp_path: Path) -> None:
+    """Joining the feed opens a ``not_subscribed`` gap; a first snapshot newer than the
+    joining closes it as a row, one no newer (a quiet book: nothing missed) leaves none."""
+    clock = Clock(T0 + 5_000_000)
+    w = ArchiveWriter(tmp_path, clock=clock)
+    w.open_gap("QUIET", "not_subscribed")
+    w.open_gap("BUSY", "not_subscribed")
+    w.record_snapshot("QUIET", "C", T0 + 1_000_000, T0 + 5_100_000, [(0.4, 1.0)], [(0.6, 1.0)], "a", True)
+    w.record_snapshot("BUSY", "C", T0 + 7_000_000, T0 + 7_100_000, [(0.4, 1.0)], [(0.6, 1.0)], "b", True)
+    w.flush()
+    gaps = polytape.archive.open(tmp_path).gaps().to_pylist()
+    assert [(g["token_id"], g["start"], g["end"], g["reason"]) for g in gaps] == [
+        ("BUSY", T0 + 5_000_000, T0 + 7_000_000, "not_subscribed")
+    ]
+    assert not w.open_gaps

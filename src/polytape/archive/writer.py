@@ -291,7 +291,8 @@ class ArchiveWriter:
         if heal:
             self.good_ts[token_id] = ts_us
             gap = self.open_gaps.pop(token_id, None)
-            if gap is not None:
+            # a token's first snapshot no newer than its joining: nothing was missed
+            if gap is not None and not (gap.reason == "not_subscribed" and ts_us <= gap.start):
                 self._add_gap(token_id, gap.start, max(ts_us, gap.start), gap.reason, ts_us)
         elif verified:
             self.good_ts[token_id] = ts_us
