@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 from datetime import UTC, datetime, timedelta
 
+import psycopg
+import pytest
 import sqlalchemy as sa
 
-from polytape.store import Store
+from polytape.errors import DatabaseRefused
+from polytape.store import Store, Tx
 from polytape.store import schema as s
 from polytape.store.runs import (
     begin_job_run,
@@ -17,6 +20,7 @@ from polytape.store.runs import (
 )
 from polytape.store.universe import add_manual, list_tracked, remove_manual
 from polytape.store.workers import close_interrupted_runs
+from tests.conftest import PG_URL
 
 NOW = datetime(2026, 11, 27, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -176,3 +180,41 @@ def test_manual_tracking(store: Store) -> None:
     assert [r["condition_id"] for r in list_tracked(store)] == ["0xa", "0xb"]
     assert remove_manual(store, ["0xa"]) == 1
     assert [r["source"] for r in list_tracked(store)] == ["manual"]
+
+
+def test_driver_cursor_errors_are_sqlalchemys(store: Store) -> None:
+    """The bulk paths' own cursors fail like every other statement: a refused statement is
+    a SQLAlchemy error that ``write`` judges (here permanent: one line, no retry)."""
+    attempts: list[int] = []
+
+    def bad(tx: Tx) -> None:
+        attempts.append(1)
+        with tx.driver_cursor() as cursor:
+            cursor.execute("SELECT * FROM no_such_table")
+
+    with pytest.raises(DatabaseRefused, match="no_such_table"):
+        store.write(bad)
+    assert attempts == [1]
+
+
+@pytest.mark.postgres
+def test_a_connection_lost_under_a_driver_cursor_is_retried(pg_url: str) -> None:
+    """The server drops the session while a bulk statement runs: the connection is
+    invalidated and the whole transaction runs again on a new one."""
+    store = Store.open(pg_url, write_retry_seconds=30)
+    pids: list[int] = []
+
+    def write(tx: Tx) -> list[int]:
+        pids.append(int(tx.conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()))
+        with tx.driver_cursor() as cursor:
+            if len(pids) == 1:
+                with psycopg.connect(PG_URL, autocommit=True) as other:
+                    other.execute("SELECT pg_terminate_backend(%s)", (pids[0],))
+            cursor.execute("SELECT * FROM unnest(%s::int[])", ([1, 2],))
+            return [int(v) for (v,) in cursor.fetchall()]
+
+    try:
+        assert store.write(write) == [1, 2]
+        assert len(pids) == 2 and pids[0] != pids[1]
+    finally:
+        store.close()

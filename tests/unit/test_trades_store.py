@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from alembic import command
 
+from polytape.errors import StoreError
 from polytape.normalize.trades import TradeRecord, normalize_trade_v1, normalize_trades
 from polytape.store import Store, Tx
 from polytape.store import engine as engine_mod
@@ -29,6 +32,7 @@ from polytape.store.trades import (
     store_trades_page,
     subtract_interval,
 )
+from tests.conftest import PG_URL
 from tests.support.fixtures import fixture_json
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
@@ -121,7 +125,7 @@ def test_interval_helpers() -> None:
 
 
 def test_new_counts_are_exact_over_batches_and_calls_in_one_transaction(store: Store) -> None:
-    rows = many(450)  # batches of 100: several per call, so the PostgreSQL stage is reused
+    rows = many(450)  # batches of 100: several per call, and the lock is taken once
 
     def write(tx: Tx) -> list[int]:
         return [
@@ -185,6 +189,91 @@ def test_a_racing_writer_never_counts_a_trade_twice(store: Store, db_url: str) -
         other.close()
     assert counts == {"a": 200, "b": 100}
     assert store.count(s.trades) == 300
+
+
+@pytest.mark.postgres
+def test_trade_writers_of_other_schemas_do_not_wait(pg_url: str) -> None:
+    """The trades lock is per database and schema: a writer holding it on one schema
+    leaves a writer on another free."""
+    from tests.conftest import pg_schema_url
+
+    rows = many(50)
+    other_schema = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {other_schema}")
+    holding, release = threading.Event(), threading.Event()
+    mine = Store.open(pg_url, batch_size=100)
+    theirs = Store.open(pg_schema_url(other_schema), batch_size=100)
+
+    def hold(tx: Tx) -> int:
+        n = insert_trades(tx, rows)
+        holding.set()
+        release.wait(30)
+        return n
+
+    try:
+        a = threading.Thread(target=lambda: mine.write(hold))
+        a.start()
+        assert holding.wait(30)
+        started = time.monotonic()
+        assert theirs.write(lambda tx: insert_trades(tx, rows)) == 50
+        assert time.monotonic() - started < 10
+        release.set()
+        a.join(30)
+        assert mine.count(s.trades) == 50 and theirs.count(s.trades) == 50
+    finally:
+        release.set()
+        mine.close()
+        theirs.close()
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {other_schema} CASCADE")
+
+
+@pytest.mark.postgres
+def test_a_writer_bypassing_the_lock_costs_one_retry_not_a_duplicate(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A foreign writer that commits a trade between polytape's look-up and its copy makes
+    the copy fail with a unique violation: the transaction is run again once, its look-up
+    now finds that trade, and every trade is stored exactly once."""
+    import polytape.store.trades as trades_mod
+
+    rows = many(20)
+    store = Store.open(pg_url, batch_size=100)
+    real_values = trades_mod._values
+    sneaked: list[int] = []
+    attempts: list[int] = []
+
+    def values(row: Any) -> list[Any]:
+        if not sneaked:  # after the first look-up, before the first copied row
+            sneaked.append(1)
+            with (
+                psycopg.connect(pg_url, autocommit=True) as conn,
+                conn.cursor().copy(trades_mod._COPY_PG) as copy,
+            ):
+                copy.set_types(trades_mod._PG_TYPES)
+                copy.write_row(real_values(rows[5]))
+        return real_values(row)
+
+    def write(tx: Tx) -> int:
+        attempts.append(1)
+        return insert_trades(tx, rows)
+
+    monkeypatch.setattr(trades_mod, "_values", values)
+    try:
+        assert store.write(write) == 19
+        assert len(attempts) == 2
+        keys = [r["dedupe_key"] for r in stored(store)]
+        assert sorted(keys) == sorted(r["dedupe_key"] for r in rows)
+
+        # a unique violation that repeats is not a race: it is raised, not retried forever
+        def always(tx: Tx) -> None:
+            tx.conn.execute(sa.insert(s.trades), [{**rows[0], "id": 10**9}])
+
+        with pytest.raises(StoreError):
+            store.write(always)
+    finally:
+        store.close()
 
 
 def test_unique_by_time_and_key_migration_keeps_rows(db_url: str) -> None:

@@ -62,15 +62,12 @@ def sqlite_batches(tx: Tx, sql: str, rows: Sequence[Sequence[Any]]) -> Iterator[
 
 def sqlite_rows(tx: Tx, sql: str, rows: Sequence[Sequence[Any]]) -> int:
     """Run a SQLite statement holding :data:`ROWS` over ``rows``; the rows it changed."""
-    cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with tx.driver_cursor() as cursor:
         changed = 0
         for statement, values in sqlite_batches(tx, sql, rows):
             cursor.execute(statement, values)
             changed += max(0, int(cursor.rowcount))
         return changed
-    finally:
-        cursor.close()
 
 
 def run_rows(tx: Tx, *, sqlite_sql: str, pg_sql: str, rows: Sequence[Sequence[Any]]) -> int:
@@ -85,9 +82,6 @@ def run_rows(tx: Tx, *, sqlite_sql: str, pg_sql: str, rows: Sequence[Sequence[An
         return 0
     if tx.dialect != "postgresql":
         return sqlite_rows(tx, sqlite_sql, rows)
-    cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with tx.driver_cursor() as cursor:
         cursor.execute(pg_sql, [list(column) for column in zip(*rows, strict=True)])
         return max(0, int(cursor.rowcount))
-    finally:
-        cursor.close()

@@ -8,10 +8,11 @@ job either commits all of a batch or none of it, and never half of it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -22,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from polytape.errors import StoreError, StoreStopping
 from polytape.store import engine as engine_mod
 from polytape.store import schema
-from polytape.store.dberrors import first_line, is_permanent, translate
+from polytape.store.dberrors import first_line, is_permanent, is_unique_violation, translate
 
 T = TypeVar("T")
 Row = Mapping[str, Any]
@@ -52,6 +53,32 @@ class Tx:
         self.conn = conn
         self.dialect = conn.dialect.name
         self.batch_size = batch_size
+
+    @contextlib.contextmanager
+    def driver_cursor(self) -> Iterator[Any]:
+        """A cursor of the driver itself, for the bulk paths SQLAlchemy has no form for
+        (binary ``COPY``, multi-row ``VALUES`` of a chosen size).
+
+        Its errors come out as SQLAlchemy's (``IntegrityError``, ``OperationalError``, …),
+        and a lost connection is invalidated, so :meth:`Store.write` judges and retries
+        them as it does every other statement's.
+        """
+        raw = self.conn.connection.driver_connection
+        cursor = raw.cursor()  # type: ignore[union-attr]
+        dialect = self.conn.dialect
+        base: type[Exception] = dialect.loaded_dbapi.Error
+        try:
+            yield cursor
+        except base as exc:
+            lost = bool(dialect.is_disconnect(exc, raw, cursor))  # type: ignore[arg-type]
+            if lost:
+                self.conn.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(
+                None, None, exc, base, connection_invalidated=lost, dialect=dialect
+            ) from exc
+        finally:
+            with contextlib.suppress(Exception):
+                cursor.close()
 
     def _insert(self, table: sa.Table) -> Any:
         if self.dialect == "postgresql":
@@ -218,11 +245,18 @@ class Store:
     def _retrying(self, doing: str, once: Callable[[], T]) -> T:
         deadline = time.monotonic() + self.write_retry_seconds
         attempt = 0
+        raced = False
         while True:
             attempt += 1
             try:
                 return once()
             except sa.exc.DBAPIError as exc:
+                if is_unique_violation(exc) and not raced:
+                    # Every polytape write ignores or merges what is stored, or (trades) looks
+                    # it up under a lock; a writer outside that raced this one. Once more sees it.
+                    raced = True
+                    log.info(f"db {doing} raced another writer; running it again", error=first_line(exc))
+                    continue
                 if is_permanent(exc):
                     raise translate(exc, doing) from exc
                 transient = isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)

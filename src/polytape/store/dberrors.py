@@ -44,6 +44,11 @@ def first_line(exc: BaseException) -> str:
     return line.removeprefix("connection failed: ")
 
 
+def is_unique_violation(exc: BaseException) -> bool:
+    """True for PostgreSQL's unique violation: a writer outside polytape's locks raced us."""
+    return _sqlstate(exc) == "23505"
+
+
 def is_permanent(exc: BaseException) -> bool:
     """True when retrying ``exc`` cannot help."""
     if not isinstance(exc, sa.exc.DBAPIError):

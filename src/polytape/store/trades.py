@@ -39,10 +39,9 @@ def insert_trades(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
 
     Per batch of ``tx.batch_size``: one indexed look-up by ``(trade_ts, dedupe_key)`` drops
     the trades already stored (the rolling window re-reads mostly known trades), then the
-    rest go in with bulk statements that still ignore conflicts (another writer may have
-    raced us): SQLite ``INSERT OR IGNORE`` in a few multi-row statements, PostgreSQL a
-    binary ``COPY`` into a session temp table and ``INSERT … SELECT … ON CONFLICT DO
-    NOTHING``. The count is the rows the database actually inserted.
+    rest go in with bulk statements: SQLite ``INSERT OR IGNORE`` in a few multi-row
+    statements, PostgreSQL a binary ``COPY`` under a transaction-level lock that other
+    trade writers wait for (:func:`_pg_insert`). The count is the rows the database actually inserted.
     """
     unique = list({row["dedupe_key"]: row for row in rows}.values())
     inserted = 0
@@ -89,15 +88,12 @@ def _sqlite_insert(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
             done = bound[value] = to_text(value)
         return done
 
-    cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        known: set[str] = set()
+    known: set[str] = set()
+    with tx.driver_cursor() as cursor:
         pairs = [(bind(row["trade_ts"]), row["dedupe_key"]) for row in rows]
         for statement, values in sqlite_batches(tx, _SQLITE_LOOKUP, pairs):
             cursor.execute(statement, values)
             known.update(str(k) for (k,) in cursor.fetchall())
-    finally:
-        cursor.close()
     params = []
     for row in rows:
         if known and row["dedupe_key"] in known:
@@ -143,8 +139,13 @@ _STORED_PG = (  # binary parameters: psycopg quotes text arrays element by eleme
     "SELECT dedupe_key FROM trades WHERE (trade_ts, dedupe_key) IN "
     "(SELECT * FROM unnest(%b::timestamptz[], %b::text[]))"
 )
-_STAGE = "_polytape_trades_in"
-_STAGED: weakref.WeakSet[Tx] = weakref.WeakSet()  # transactions whose stage may hold rows
+# Trade writers of one database and schema take turns, each until its commit; the key is
+# made on the server, so taking it costs one statement per transaction.
+_LOCK_PG = (
+    "SELECT pg_advisory_xact_lock(hashtextextended("
+    "'polytape:trades:' || current_database() || '/' || current_schema(), 0))"
+)
+_LOCKED: weakref.WeakSet[Tx] = weakref.WeakSet()  # transactions that hold the trades lock
 _PG_TYPES = [
     {
         "VARCHAR": "text",
@@ -154,40 +155,35 @@ _PG_TYPES = [
     }[trades.c[name].type.compile(dialect=_PG_DIALECT).split("(")[0]]
     for name in _COLUMNS
 ]
-_NAMES = ", ".join(_COLUMNS)
-_CREATE_STAGE = (
-    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS "
-    f"AS SELECT {_NAMES} FROM trades WITH NO DATA"
-)
+_COPY_PG = f"COPY trades ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
 
 def _pg_insert(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
-    """PostgreSQL bulk path: the look-up, binary COPY into a session temp table, one insert-ignore.
+    """PostgreSQL bulk path: the trades lock, the look-up, a binary ``COPY`` of the new rows.
 
-    The temp table (emptied at commit or rollback) is created when the session lacks it;
-    when this transaction staged a batch before, it is truncated in the same round trip (a
-    ``DELETE`` would leave dead rows that every later batch of the transaction scans again;
-    a ``TRUNCATE`` costs about as much as the rest of a 500-row batch, so it is not paid
-    when the stage is empty anyway).
+    ``COPY`` cannot skip a conflict, and needs none: the transaction holds the trades lock
+    from before its first look-up until its commit, so no other polytape writer can store
+    one of these keys between the look-up and the copy (in READ COMMITTED each statement
+    sees every commit before it; rows this transaction stored earlier it sees too). That is
+    about a third less server time than staging the rows and inserting them with ``ON
+    CONFLICT DO NOTHING`` (a speculative insertion per row). A writer that bypasses
+    polytape and races it makes the copy fail with a unique violation; :meth:`Store.write`
+    then runs the transaction once more, and its look-up finds that writer's rows.
     """
-    cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with tx.driver_cursor() as cursor:
+        if tx not in _LOCKED:
+            cursor.execute(_LOCK_PG)
+            _LOCKED.add(tx)
         stamps = [row["trade_ts"] for row in rows]
         keys = [row["dedupe_key"] for row in rows]
         known = {str(k) for (k,) in cursor.execute(_STORED_PG, (stamps, keys), prepare=True)}
         fresh = [row for row in rows if row["dedupe_key"] not in known] if known else rows
-        if not fresh:
-            return 0
-        cursor.execute(f"{_CREATE_STAGE}; TRUNCATE {_STAGE}" if tx in _STAGED else _CREATE_STAGE)
-        _STAGED.add(tx)
-        with cursor.copy(f"COPY {_STAGE} ({_NAMES}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(_PG_TYPES)
-            for row in fresh:
-                copy.write_row(_values(row))
-        cursor.execute(f"INSERT INTO trades ({_NAMES}) SELECT {_NAMES} FROM {_STAGE} ON CONFLICT DO NOTHING")
-        return max(0, int(cursor.rowcount))
-    finally:
-        cursor.close()
+        if fresh:
+            with cursor.copy(_COPY_PG) as copy:
+                copy.set_types(_PG_TYPES)
+                for row in fresh:
+                    copy.write_row(_values(row))
+        return len(fresh)
 
 
 def last_trade_ts_seen(
