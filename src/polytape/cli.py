@@ -43,7 +43,7 @@ from polytape.logs import configure_logging
 from polytape.redact import redact_urls
 
 if TYPE_CHECKING:
-    pass
+    from polytape.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -253,6 +253,7 @@ def track_add(condition_ids: Annotated[list[str], typer.Argument(help="Condition
         )
     n = add_manual(store, condition_ids)
     out.print(f"tracking {n} market(s) manually")
+    _publish_universe(store, s)
 
 
 @track_app.command("remove")
@@ -261,9 +262,27 @@ def track_remove(condition_ids: Annotated[list[str], typer.Argument(help="Condit
     from polytape.app import open_store
     from polytape.store.universe import remove_manual
 
-    store = open_store(settings())
+    s = settings()
+    store = open_store(s)
     n = remove_manual(store, condition_ids)
     out.print(f"removed {n} manual override(s)")
+    _publish_universe(store, s)
+
+
+def _publish_universe(store: Store, s: Settings) -> None:
+    """Refresh the universe now, so a running ``polytape run`` follows the change within
+    its universe poll rather than at the next scheduled refresh."""
+    from polytape.store.universe import Thresholds, refresh_tracked
+
+    change = refresh_tracked(store, Thresholds.from_settings(s), datetime.now(UTC))
+    out.print(
+        f"universe version {change.version}: {change.markets} market(s), {change.tokens} token(s)"
+        + (
+            f"; {len(change.tokens_added)} token(s) in, {len(change.tokens_removed)} out"
+            if change.changed
+            else ""
+        )
+    )
 
 
 @track_app.command("list")

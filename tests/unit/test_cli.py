@@ -37,10 +37,14 @@ def test_db_upgrade_and_track(tmp_path: Path) -> None:
     proc = polytape("db", "upgrade", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "polytape.db").exists()
-    assert polytape("track", "add", "0xabc", "0xdef", cwd=tmp_path).returncode == 0
+    added = polytape("track", "add", "0xabc", "0xdef", cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    # published at once (a running feed polls the version), not at the next scheduled refresh
+    assert "universe version 1: 2 market(s)" in added.stdout
     listed = polytape("track", "list", cwd=tmp_path)
     assert "0xabc" in listed.stdout and "0xdef" in listed.stdout and "manual" in listed.stdout
-    assert polytape("track", "remove", "0xabc", cwd=tmp_path).returncode == 0
+    removed = polytape("track", "remove", "0xabc", cwd=tmp_path)
+    assert removed.returncode == 0 and "universe version 2: 1 market(s)" in removed.stdout
     assert "0xabc" not in polytape("track", "list", cwd=tmp_path).stdout
 
 

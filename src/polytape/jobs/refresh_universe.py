@@ -23,14 +23,7 @@ log = structlog.get_logger("polytape.jobs.refresh_universe")
 
 def thresholds(ctx: JobContext) -> Thresholds:
     """The universe knobs from the settings."""
-    s = ctx.settings
-    return Thresholds(
-        max_markets=s.max_tracked_markets,
-        min_liquidity=s.min_liquidity,
-        min_volume=s.min_volume,
-        min_oi=s.min_oi,
-        mode=s.universe_mode,
-    )
+    return Thresholds.from_settings(ctx.settings)
 
 
 async def refresh(ctx: JobContext) -> UniverseChange:

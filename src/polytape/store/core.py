@@ -33,6 +33,12 @@ log = structlog.get_logger("polytape.store")
 DEFAULT_WRITE_RETRY_SECONDS = 120.0
 
 
+_XACT_LOCK = sa.text(
+    "SELECT pg_advisory_xact_lock(hashtextextended("
+    "CAST(:name AS text) || current_database() || '/' || current_schema(), 0))"
+)
+
+
 def _chunks(rows: Sequence[Row], size: int) -> Iterable[Sequence[Row]]:
     for i in range(0, len(rows), size):
         yield rows[i : i + size]
@@ -53,6 +59,21 @@ class Tx:
         self.conn = conn
         self.dialect = conn.dialect.name
         self.batch_size = batch_size
+        self._locks: set[str] = set()
+
+    def lock(self, name: str) -> None:
+        """Hold the lock ``name`` until this transaction ends; writers of the same name on
+        this database and schema wait for one another (PostgreSQL; a SQLite file has one
+        writer at a time anyway). Taking it again in the same transaction costs nothing.
+
+        The key is made on the server from the name, the database and the schema, so it
+        costs one statement per transaction and name.
+        """
+        if name in self._locks:
+            return
+        if self.dialect == "postgresql":
+            self.conn.execute(_XACT_LOCK, {"name": f"polytape:{name}:"})
+        self._locks.add(name)
 
     @contextlib.contextmanager
     def driver_cursor(self) -> Iterator[Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import operator
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -139,13 +138,6 @@ _STORED_PG = (  # binary parameters: psycopg quotes text arrays element by eleme
     "SELECT dedupe_key FROM trades WHERE (trade_ts, dedupe_key) IN "
     "(SELECT * FROM unnest(%b::timestamptz[], %b::text[]))"
 )
-# Trade writers of one database and schema take turns, each until its commit; the key is
-# made on the server, so taking it costs one statement per transaction.
-_LOCK_PG = (
-    "SELECT pg_advisory_xact_lock(hashtextextended("
-    "'polytape:trades:' || current_database() || '/' || current_schema(), 0))"
-)
-_LOCKED: weakref.WeakSet[Tx] = weakref.WeakSet()  # transactions that hold the trades lock
 _PG_TYPES = [
     {
         "VARCHAR": "text",
@@ -170,10 +162,8 @@ def _pg_insert(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
     polytape and races it makes the copy fail with a unique violation; :meth:`Store.write`
     then runs the transaction once more, and its look-up finds that writer's rows.
     """
+    tx.lock("trades")  # trade writers of this database and schema take turns
     with tx.driver_cursor() as cursor:
-        if tx not in _LOCKED:
-            cursor.execute(_LOCK_PG)
-            _LOCKED.add(tx)
         stamps = [row["trade_ts"] for row in rows]
         keys = [row["dedupe_key"] for row in rows]
         known = {str(k) for (k,) in cursor.execute(_STORED_PG, (stamps, keys), prepare=True)}

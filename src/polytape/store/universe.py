@@ -8,12 +8,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from polytape.store.core import Store, Tx
 from polytape.store.schema import market_metrics_ts, market_tokens, markets, tracked_markets
+
+if TYPE_CHECKING:
+    from polytape.config import Settings
 
 
 def add_manual(store: Store, condition_ids: Sequence[str], now: datetime | None = None) -> int:
@@ -105,6 +108,17 @@ class Thresholds:
     min_volume: float
     min_oi: float
     mode: str = "ranked"  # or ``all``
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Thresholds:
+        """The universe knobs of a :class:`polytape.config.Settings`."""
+        return cls(
+            max_markets=settings.max_tracked_markets,
+            min_liquidity=settings.min_liquidity,
+            min_volume=settings.min_volume,
+            min_oi=settings.min_oi,
+            mode=settings.universe_mode,
+        )
 
 
 @dataclass(frozen=True)
@@ -237,9 +251,12 @@ def refresh_tracked(store: Store, thresholds: Thresholds, now: datetime) -> Univ
     Bumps the ``sync_state`` key ``"universe"`` (``version``, ``updated_at``, ``markets``,
     ``tokens``) when the set of markets or tokens changed since the last published version
     (kept under ``"universe:members"``), so a feed in another process can notice.
+    Refreshes take turns (``polytape track add`` runs one beside the job's), so no two
+    publish the same version.
     """
 
     def write(tx: Tx) -> UniverseChange:
+        tx.lock("universe")
         t = tracked_markets
         published = tx.get_state(UNIVERSE_MEMBERS_KEY) or {}
         before_markets = set(published.get("condition_ids") or ())
