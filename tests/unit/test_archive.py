@@ -631,3 +631,25 @@ def test_not_subscribed_gap_spans_joining_to_the_first_newer_snapshot(tmp_path: 
         ("BUSY", T0 + 5_000_000, T0 + 7_000_000, "not_subscribed")
     ]
     assert not w.open_gaps
+
+
+def test_a_handover_replaces_a_not_subscribed_gap_and_nothing_else(tmp_path: Path) -> None:
+    """The feed joined the token first (``not_subscribed``), the lease round's hand-over came
+    after: the gap is the hand-over's, from the earlier start. A gap of any other reason
+    stays as it opened, and a hand-over is not replaced by a later ``not_subscribed``."""
+    clock = Clock(T0 + 5_000_000)
+    w = ArchiveWriter(tmp_path, clock=clock)
+    w.open_gap("JOINED", "not_subscribed")  # start: now (T0 + 5 s)
+    w.open_gap("JOINED", "handover", T0 + 2_000_000)
+    w.open_gap("LATE", "not_subscribed")
+    w.open_gap("LATE", "handover", T0 + 9_000_000)  # the earlier start wins
+    w.open_gap("CUT", "disconnect", T0 + 1_000_000)
+    w.open_gap("CUT", "handover", T0 + 500_000)
+    w.open_gap("TAKEN", "handover", T0 + 3_000_000)
+    w.open_gap("TAKEN", "not_subscribed")
+    assert {t: (g.start, g.reason) for t, g in w.open_gaps.items()} == {
+        "JOINED": (T0 + 2_000_000, "handover"),
+        "LATE": (T0 + 5_000_000, "handover"),
+        "CUT": (T0 + 1_000_000, "disconnect"),
+        "TAKEN": (T0 + 3_000_000, "handover"),
+    }

@@ -148,13 +148,8 @@ class BookArchive:
     def record_handovers(self, handovers: Sequence[Any], until: datetime) -> None:
         """Tokens this worker took over (``runtime.on_handover``): each is a gap from the
         earlier owner's last recording (``since``) to this worker's first snapshot of it."""
-        for h in handovers:
-            since = datetime_us(h.since)
-            opened = self.writer.open_gaps.get(h.token_id)
-            if opened is not None and opened.reason == "not_subscribed":  # the feed was first
-                del self.writer.open_gaps[h.token_id]
-                since = min(since, opened.start)
-            self.writer.open_gap(h.token_id, "handover", since)
+        for h in handovers:  # replaces the feed's ``not_subscribed`` gap when that came first
+            self.writer.open_gap(h.token_id, "handover", datetime_us(h.since))
 
     def verified_at(self, token_id: str, ts_ms: int, hash: str = "") -> None:
         """A (deferred) hash check passed for the token's state at server time ``ts_ms``.

@@ -388,10 +388,15 @@ class ArchiveWriter:
 
         ``start_us`` defaults to the token's last known-good time (last verified message
         or snapshot), else its newest recorded time, else now. A gap already open stays
-        as it is (its start is the earlier, its reason the first).
+        as it is (its start is the earlier, its reason the first), except that a hand-over
+        explains a ``not_subscribed`` gap better (this worker joined because it took the
+        token over): it takes its place, from the earlier of the two starts.
         """
-        if token_id in self.open_gaps:
-            return
+        opened = self.open_gaps.get(token_id)
+        if opened is not None:
+            if not (reason == "handover" and opened.reason == "not_subscribed"):
+                return
+            start_us = opened.start if start_us is None else min(start_us, opened.start)
         if start_us is None:
             start_us = self.good_ts.get(token_id) or self.last_ts.get(token_id) or self.clock()
         self.open_gaps[token_id] = OpenGap(start_us, reason)
