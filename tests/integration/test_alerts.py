@@ -159,6 +159,40 @@ async def test_rate_limit_per_market_then_one_digest(store: Store) -> None:
     assert "3 alert(s) held back" in digest["title"] and digest["message"].count("\n- ") == 3
 
 
+async def test_what_was_held_back_before_a_restart_goes_out_in_a_digest(store: Store) -> None:
+    """A process holds signals back and stops before the window has room; the next one
+    (started, no new signal) sends their digest once the window has room, and a third
+    sends nothing again: the digest covered them."""
+    clock = Clock(T0)
+    async with receiver() as rec:
+        first = dispatcher(store, clock, alert_urls=rec.url("/chat"), alert_max_per_hour=1)
+        first.submit(signal_rows(store, [("price_move", "0xnoisy", 0.1 * i) for i in range(1, 5)], T0))
+        assert await first.drain(30)
+        await first.aclose()
+        assert len(rec.bodies("/chat")) == 1
+        assert [r["status"] for r in astore.recent(store)].count("held") == 3
+
+        clock.now = T0 + timedelta(minutes=30)  # still inside the hour: restored, not sent
+        second = dispatcher(store, clock, alert_urls=rec.url("/chat"), alert_max_per_hour=1)
+        second.start()
+        await wait_until(lambda: second._seeding is not None and second._seeding.done(), timeout=10)
+        assert sum(len(rows) for rows in second.lanes[0].held.values()) == 3
+        assert len(rec.bodies("/chat")) == 1
+        clock.now = T0 + timedelta(hours=1, seconds=1)
+        await second._flush_digests(second.lanes[0])
+        await second.aclose()
+        digest = rec.bodies("/chat")[-1]
+        assert len(rec.bodies("/chat")) == 2
+        assert "3 alert(s) held back" in digest["title"] and digest["message"].count("\n- ") == 3
+
+        third = dispatcher(store, clock, alert_urls=rec.url("/chat"), alert_max_per_hour=1)
+        third.start()
+        await wait_until(lambda: third._seeding is not None and third._seeding.done(), timeout=10)
+        await asyncio.sleep(0.2)
+        await third.aclose()
+        assert not third.lanes[0].held and len(rec.bodies("/chat")) == 2
+
+
 async def test_retries_with_backoff_and_failures_are_logged(store: Store) -> None:
     clock = Clock(T0)
     async with receiver() as rec:

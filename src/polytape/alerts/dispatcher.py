@@ -43,6 +43,9 @@ HOUR = timedelta(hours=1)
 DIGEST_TICK_SECONDS = 30.0
 MAX_BACKOFF_SECONDS = 60.0
 DIGEST_LINES = 20
+# A running process sends a market's digest within the hour after it held the first
+# signal back; a restart picks up what was held this long ago and is in no digest yet.
+HELD_CARRIED = 2 * HOUR
 
 
 def _utcnow() -> datetime:
@@ -92,7 +95,7 @@ class AlertDispatcher:
         self.clock = clock
         self.horizon = horizon
         self.dropped = 0
-        self._seeded = False
+        self._seeding: asyncio.Future[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
 
     # --- the engine's side ---------------------------------------------------------------
@@ -124,11 +127,12 @@ class AlertDispatcher:
 
     async def aclose(self) -> None:
         """Stop the workers; what is still queued is logged as dropped."""
-        tasks = [t for t in [self._ticker, *(lane.task for lane in self.lanes)] if t is not None]
+        running = [self._ticker, self._seeding, *(lane.task for lane in self.lanes)]
+        tasks = [t for t in running if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # a failed seed was logged
                 await task
         left = sum(lane.queue.qsize() for lane in self.lanes)
         if left:
@@ -146,12 +150,28 @@ class AlertDispatcher:
         if self._ticker is None or self._ticker.done():
             self._ticker = loop.create_task(self._tick(), name="alerts:digests")
 
-    async def _seed(self) -> None:
-        """Rate windows carry over a restart: read what was sent in the last hour."""
-        if self._seeded:
+    def start(self) -> None:
+        """Start the workers and the digest ticker now, so what a previous process held
+        back goes out as a digest even if no new signal comes (no-op off the event loop)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
             return
-        self._seeded = True
-        rows = await asyncio.to_thread(astore.sent_since, self.store, self.clock() - HOUR)
+        self._start()
+
+    async def _seed(self) -> None:
+        """Carry over a restart (once; every worker waits for it): the rate windows, from
+        what was sent in the last hour, and what was held back and is in no digest yet
+        (:data:`HELD_CARRIED`)."""
+        seeding = self._seeding
+        if seeding is None or (seeding.done() and (seeding.cancelled() or seeding.exception() is not None)):
+            seeding = self._seeding = asyncio.ensure_future(self._load_seed())  # first, or again
+        await asyncio.shield(seeding)
+
+    async def _load_seed(self) -> None:
+        now = self.clock()
+        rows = await asyncio.to_thread(astore.sent_since, self.store, now - HOUR)
+        held = await asyncio.to_thread(astore.held_pending, self.store, now - HELD_CARRIED)
         by_key = {lane.channel.key: lane for lane in self.lanes}
         for r in rows:
             lane = by_key.get(r["channel"])
@@ -162,6 +182,12 @@ class AlertDispatcher:
                 ordered = sorted(times)
                 times.clear()
                 times.extend(ordered)
+        for h in held:
+            lane = by_key.get(h["channel"])
+            if lane is not None:
+                lane.held.setdefault(h["market"] or "-", []).append(h["signal"])
+        if held:
+            log.info("alerts held back before a restart await their digest", signals=len(held))
 
     async def _work(self, lane: _Lane) -> None:
         while True:
@@ -183,13 +209,18 @@ class AlertDispatcher:
 
     async def _tick(self) -> None:
         while True:
+            try:
+                await self._seed()
+            except Exception as exc:  # a store outage: tried again on the next tick
+                log.warning("alert state not loaded yet", error=str(exc))
+            else:
+                for lane in self.lanes:
+                    if lane.held and not lane.busy:
+                        try:
+                            await self._flush_digests(lane)
+                        except Exception:
+                            log.exception("alert digest failed", channel=lane.channel.name)
             await asyncio.sleep(DIGEST_TICK_SECONDS)
-            for lane in self.lanes:
-                if lane.held and not lane.busy:
-                    try:
-                        await self._flush_digests(lane)
-                    except Exception:
-                        log.exception("alert digest failed", channel=lane.channel.name)
 
     async def _handle(self, lane: _Lane, batch: list[dict[str, Any]]) -> None:
         ch = lane.channel

@@ -29,7 +29,10 @@ SINK_DRAIN_SECONDS = 5.0  # a one-shot run waits this long for its alerts
 def signal_sink(ctx: JobContext) -> SignalSink | None:
     """The alert dispatcher of this process (made on first use), or None without alert URLs."""
     if ctx.runtime.signal_sink is None:
-        ctx.runtime.signal_sink = build_dispatcher(ctx.settings, ctx.store, clock=ctx.clock)
+        sink = build_dispatcher(ctx.settings, ctx.store, clock=ctx.clock)
+        if sink is not None:
+            sink.start()  # digests of what an earlier process held back go out without a new signal
+        ctx.runtime.signal_sink = sink
     return ctx.runtime.signal_sink
 
 

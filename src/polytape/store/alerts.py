@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from polytape.store.core import Store, Tx
-from polytape.store.schema import alert_deliveries
+from polytape.store.schema import alert_deliveries, signal_events
 
 STATUSES = ("sent", "failed", "held", "stale", "sending")
 
@@ -61,6 +61,39 @@ def sent_since(store: Store, since: datetime) -> list[dict[str, Any]]:
         t.c.status == "sent", t.c.finished_at >= since
     )
     return store.fetch_all(stmt)
+
+
+def held_pending(store: Store, since: datetime) -> list[dict[str, Any]]:
+    """Signals held back since ``since`` that no digest covers yet, oldest first: each
+    signal row (as the engine hands them on) with its ``channel`` and ``market``.
+
+    A digest lists everything its channel held back for its market until then, so the
+    rows pending are those logged after the newest digest of the same channel and market
+    (the log's ids grow in the order a channel's worker wrote them).
+    """
+    t, se = alert_deliveries, signal_events
+    d = t.alias("digests")
+    newest_digest = (
+        sa.select(sa.func.max(d.c.id))
+        .where(d.c.channel == t.c.channel, d.c.market == t.c.market, d.c.kind == "digest")
+        .scalar_subquery()
+    )
+    stmt = (
+        sa.select(t.c.channel.label("_channel"), t.c.market.label("_market"), se)
+        .join(se, se.c.dedupe_key == t.c.dedupe_key)
+        .where(
+            t.c.status == "held",
+            t.c.kind == "signal",
+            t.c.created_at >= since,
+            t.c.id > sa.func.coalesce(newest_digest, 0),
+        )
+        .order_by(t.c.id)
+    )
+    out = []
+    for row in store.fetch_all(stmt):
+        signal = dict(row)
+        out.append({"channel": signal.pop("_channel"), "market": signal.pop("_market"), "signal": signal})
+    return out
 
 
 def summary(conn: sa.Connection, since: datetime) -> list[dict[str, Any]]:
