@@ -430,19 +430,24 @@ class BookRegistry:
 
     books: dict[str, OrderBook] = field(default_factory=dict)
     conditions: dict[str, str] = field(default_factory=dict)
+    generation: int = 0  # moves whenever a token or a book enters or leaves
 
     def track(self, token_id: str, condition_id: str = "") -> None:
         """Follow a token (its book appears with the first snapshot)."""
+        if token_id not in self.conditions:
+            self.generation += 1
         if condition_id or token_id not in self.conditions:
             self.conditions[token_id] = condition_id
 
     def untrack(self, token_id: str) -> None:
         """Stop following a token and throw its book away."""
+        self.generation += 1
         self.conditions.pop(token_id, None)
         self.books.pop(token_id, None)
 
     def discard(self, token_id: str) -> OrderBook | None:
         """Throw a token's book away but keep following it (it is rebuilt from a snapshot)."""
+        self.generation += 1
         return self.books.pop(token_id, None)
 
     def is_tracked(self, token_id: str) -> bool:
@@ -459,6 +464,7 @@ class BookRegistry:
         if book is None:
             book = OrderBook(token_id, condition_id or self.conditions.get(token_id, ""))
             self.books[token_id] = book
+            self.generation += 1
         return book
 
     def condition_of(self, token_id: str) -> str:

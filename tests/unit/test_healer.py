@@ -123,3 +123,53 @@ def test_a_passed_hash_check_confirms_the_book_a_mismatch_does_not() -> None:
     assert _due(healer) == set()
     clock.now += timedelta(seconds=PERIOD)
     assert YES in _due(healer)
+
+
+def test_a_look_that_skips_the_scan_answers_as_a_full_scan_would() -> None:
+    """Between scans the healer skips the walk over every token until the soonest a book
+    can fall due; tokens and books entering or leaving end the wait. Over random steps
+    its answers equal those of a healer that scans on every look."""
+    import random
+
+    rng = random.Random(14)
+    clock, keeper, fast, _ = _setup()
+    slow = Healer(keeper, None, resync_seconds=PERIOD, batch_size=100, clock=clock, monotonic=clock.mono)  # type: ignore[arg-type]
+    tokens = [YES, NO]
+    skipped = 0
+    for step in range(3000):
+        clock.now += timedelta(seconds=rng.choice((0.0, 0.25, 0.25, 0.25, 0.25, 1.0, 7.0, 30.0)))
+        action = rng.random() * 2.5  # from 1.0 on: nothing happens but time (the usual look)
+        token = rng.choice(tokens)
+        if action < 0.05:  # a new token joins, its book later
+            token = f"{900 + step}"
+            tokens.append(token)
+            keeper.registry.track(token, CID)
+        elif action < 0.10:
+            book = keeper.registry.ensure(token, CID)
+            if rng.random() < 0.5:
+                book.min_order_size, book.neg_risk = "5", False
+        elif action < 0.15:  # a book thrown away (a hash mismatch), rebuilt without REST inputs
+            keeper.registry.discard(token)
+        elif action < 0.35:  # a WS snapshot or a passed hash check
+            keeper.confirmed[token] = clock().timestamp()
+        elif action < 0.45:  # a REST fetch of what is due: done (the book and its inputs), or failed
+            got_books = rng.random() < 0.7
+            for due_token, _ in slow.due():
+                for healer in (fast, slow):
+                    healer.last_attempt[due_token] = clock.mono()
+                    if got_books:
+                        healer.last_snapshot[due_token] = clock.mono()
+                if got_books:
+                    book = keeper.registry.ensure(due_token, CID)
+                    book.min_order_size, book.neg_risk = "5", False
+        elif action < 0.47 and len(tokens) > 2:  # a token leaves
+            tokens.remove(token)
+            keeper.forget(token)
+            fast.forget(token)
+            slow.forget(token)
+        before = fast._quiet_until
+        got = fast.due()
+        skipped += before is not None and fast._quiet_until is before
+        slow._quiet_until = None
+        assert got == slow.due(), step
+    assert skipped > 400  # the point of it: looks between changes skip the walk (586 of 3,000 here)
