@@ -304,3 +304,43 @@ def test_unique_by_time_and_key_migration_keeps_rows(db_url: str) -> None:
         ]
     finally:
         store.close()
+
+
+def test_a_page_outside_the_stored_time_span_skips_the_look_up(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages newest first, as the feeds serve them: each one older than everything stored
+    needs no look-up (the key includes the time); a page that overlaps the stored span is
+    looked up, and the counts stay exact."""
+    import contextlib
+
+    looked_up: list[int] = []
+    real = Tx.driver_cursor
+
+    class Recording:
+        def __init__(self, cursor: Any) -> None:
+            self._cursor = cursor
+
+        def execute(self, sql: str, *args: Any, **kw: Any) -> Any:
+            if "dedupe_key FROM trades WHERE" in sql:
+                looked_up.append(1)
+            return self._cursor.execute(sql, *args, **kw)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._cursor, name)
+
+    @contextlib.contextmanager
+    def recording(self: Tx) -> Any:
+        with real(self) as cursor:
+            yield Recording(cursor)
+
+    monkeypatch.setattr(Tx, "driver_cursor", recording)
+    rows = sorted(many(300), key=lambda r: r["trade_ts"], reverse=True)  # distinct seconds per 3
+    newest, older, oldest = rows[:99], rows[99:198], rows[198:]
+    assert store.write(lambda tx: insert_trades(tx, newest)) == 99
+    assert store.write(lambda tx: insert_trades(tx, older)) == 99
+    assert looked_up == []  # an empty table, then a page older than all of it
+    # overlapping: a re-read of known trades plus the next older ones
+    assert store.write(lambda tx: insert_trades(tx, [*older[50:], *oldest])) == len(oldest)
+    assert looked_up  # looked up, so the known half was not inserted again
+    assert store.count(s.trades) == 300

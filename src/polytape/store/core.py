@@ -60,6 +60,7 @@ class Tx:
         self.dialect = conn.dialect.name
         self.batch_size = batch_size
         self._locks: set[str] = set()
+        self.memo: dict[str, Any] = {}  # what write primitives learned in this transaction
 
     def lock(self, name: str) -> None:
         """Hold the lock ``name`` until this transaction ends; writers of the same name on
