@@ -36,14 +36,12 @@ Interval = tuple[int, int]
 def insert_trades(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
     """Insert trades whose ``dedupe_key`` is new, in batches; return how many were new.
 
-    Per batch of ``tx.batch_size``: one indexed look-up by ``(trade_ts, dedupe_key)`` drops
-    the trades already stored (the rolling window re-reads mostly known trades), then the
-    rest go in with bulk statements: SQLite ``INSERT OR IGNORE`` in a few multi-row
-    statements, PostgreSQL a binary ``COPY`` under a transaction-level lock that other
-    trade writers wait for (:func:`_pg_insert`). The count is the rows the database actually
-    inserted.
-
-    Only the trades timed within the stored trades' span are looked up (:func:`_span`).
+    Per batch of ``tx.batch_size``: one indexed look-up by ``(trade_ts, dedupe_key)`` of
+    the trades timed within the stored trades' span (:func:`_inside_span`) drops those
+    already stored (the rolling window re-reads mostly known trades), then the rest go in
+    with bulk statements: SQLite ``INSERT OR IGNORE`` in a few multi-row statements,
+    PostgreSQL a binary ``COPY`` under a transaction-level lock that other trade writers
+    wait for (:func:`_pg_insert`). The count is the rows the database actually inserted.
     """
     unique = list({row["dedupe_key"]: row for row in rows}.values())
     inserted = 0
@@ -92,15 +90,11 @@ def _sqlite_insert(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
 
     known: set[str] = set()
     pairs = [(bind(row["trade_ts"]), row["dedupe_key"]) for row in rows]
-    times = [t for t, _ in pairs]
     with tx.driver_cursor() as cursor:
-        first, last = _span(tx, cursor)
-        if first is not None:
-            pairs = [p for p in pairs if first <= p[0] <= last]
-            for statement, values in sqlite_batches(tx, _SQLITE_LOOKUP, pairs):
-                cursor.execute(statement, values)
-                known.update(str(k) for (k,) in cursor.fetchall())
-    _widen_span(tx, min(times), max(times))
+        inside = [pairs[i] for i in _inside_span(tx, cursor, [t for t, _ in pairs])]
+        for statement, values in sqlite_batches(tx, _SQLITE_LOOKUP, inside):
+            cursor.execute(statement, values)
+            known.update(str(k) for (k,) in cursor.fetchall())
     params = []
     for row in rows:
         if known and row["dedupe_key"] in known:
@@ -172,17 +166,13 @@ def _pg_insert(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
     """
     tx.lock("trades")  # trade writers of this database and schema take turns
     with tx.driver_cursor() as cursor:
-        stamps = [row["trade_ts"] for row in rows]
-        first, last = _span(tx, cursor)
+        inside = [rows[i] for i in _inside_span(tx, cursor, [row["trade_ts"] for row in rows])]
         fresh = rows
-        if first is not None:
-            inside = [row for row in rows if first <= row["trade_ts"] <= last]
-            if inside:
-                stamps_in = [row["trade_ts"] for row in inside]
-                keys = [row["dedupe_key"] for row in inside]
-                known = {str(k) for (k,) in cursor.execute(_STORED_PG, (stamps_in, keys), prepare=True)}
-                fresh = [row for row in rows if row["dedupe_key"] not in known] if known else rows
-        _widen_span(tx, min(stamps), max(stamps))
+        if inside:
+            stamps = [row["trade_ts"] for row in inside]
+            keys = [row["dedupe_key"] for row in inside]
+            known = {str(k) for (k,) in cursor.execute(_STORED_PG, (stamps, keys), prepare=True)}
+            fresh = [row for row in rows if row["dedupe_key"] not in known] if known else rows
         if fresh:
             with cursor.copy(_COPY_PG) as copy:
                 copy.set_types(_PG_TYPES)
@@ -195,30 +185,31 @@ _SPAN = "trades:span"
 _SPAN_SQL = "SELECT (SELECT min(trade_ts) FROM trades), (SELECT max(trade_ts) FROM trades)"
 
 
-def _span(tx: Tx, cursor: Any) -> tuple[Any, Any]:
-    """The first and last time of the stored trades (None, None when there are none).
+def _inside_span(tx: Tx, cursor: Any, times: Sequence[Any]) -> list[int]:
+    """Which of ``times`` (by index) lie within the stored trades' first and last time;
+    then the span takes them in, as the batch is about to be stored.
 
     Only trades timed within it can be stored already (the key includes the time), so
     only those are looked up: none for a backfill walking back in time or a fresh
     database, the few at a page's boundary second when pages come newest first.
 
-    It is read once per transaction (on PostgreSQL under the trades lock, so no other
-    polytape writer adds to it before the commit) and widened by what the transaction
-    stores; each end is one index probe, in its own subquery (SQLite optimizes a lone
-    ``min``/``max`` only). Times compare as the engine stores them: aware datetimes on
-    PostgreSQL, text on SQLite.
+    The span is read once per transaction (on PostgreSQL under the trades lock, so no
+    other polytape writer adds to it before the commit) and kept in ``tx.memo``; each end
+    is one index probe, in its own subquery (SQLite optimizes a lone ``min``/``max``
+    only). Times compare as the engine stores them: aware datetimes on PostgreSQL, text on
+    SQLite.
     """
     span = tx.memo.get(_SPAN)
     if span is None:
         cursor.execute(_SPAN_SQL)
-        span = tx.memo[_SPAN] = tuple(cursor.fetchone())
-    return span[0], span[1]
-
-
-def _widen_span(tx: Tx, lo: Any, hi: Any) -> None:
-    """The span after storing trades timed ``[lo, hi]`` (known: read before them)."""
-    first, last = tx.memo[_SPAN]
-    tx.memo[_SPAN] = (lo if first is None else min(first, lo), hi if last is None else max(last, hi))
+        span = tuple(cursor.fetchone())
+    first, last = span
+    lo, hi = min(times), max(times)
+    if first is None:
+        tx.memo[_SPAN] = (lo, hi)
+        return []
+    tx.memo[_SPAN] = (min(first, lo), max(last, hi))
+    return [i for i, t in enumerate(times) if first <= t <= last]
 
 
 def last_trade_ts_seen(
